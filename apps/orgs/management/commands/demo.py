@@ -1,0 +1,45 @@
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from apps.orgs import services
+from apps.orgs.models import Membership, Organization
+from apps.orgs.permissions import FINANCE, OWNER
+
+DEMO_EMAIL = "demo@acme.test"
+DEMO_PASSWORD = "spendctl-demo"  # noqa: S105 - a demo credential, printed on purpose
+TEAMS = [
+    ("Support", "Support copilot and ticket triage"),
+    ("Search", "Semantic search and embeddings"),
+    ("Growth", "Marketing copy and lead enrichment"),
+    ("Platform", "Shared AI platform and evaluations"),
+]
+
+
+class Command(BaseCommand):
+    help = "Create (or refresh) the demo organisation 'acme' and its demo user; prints how to log in."
+
+    @transaction.atomic
+    def handle(self, *args, **options):
+        user = services.user_get_or_create(email=DEMO_EMAIL, password=DEMO_PASSWORD).user
+        user.set_password(DEMO_PASSWORD)
+        user.first_name, user.last_name = "Dana", "Demo"
+        user.save()
+        org = Organization.objects.filter(slug="acme").first()
+        if org is None:
+            org = services.org_create(
+                name="Acme Corp", slug="acme", owner=user, timezone_name="Europe/London"
+            )
+            for name, description in TEAMS:
+                services.team_create(org=org, name=name, description=description)
+        Membership.objects.update_or_create(org=org, user=user, defaults={"role": OWNER})
+        other = Organization.objects.filter(slug="globex").first()
+        if other is None:
+            founder = services.user_get_or_create(email="founder@globex.test").user
+            other = services.org_create(
+                name="Globex", slug="globex", owner=founder, timezone_name="America/New_York"
+            )
+        Membership.objects.update_or_create(org=other, user=user, defaults={"role": FINANCE})
+        self.stdout.write(
+            self.style.SUCCESS("Demo ready: http://127.0.0.1:8000/  log in as ")
+            + f"{DEMO_EMAIL} / {DEMO_PASSWORD}"
+        )

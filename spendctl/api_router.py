@@ -1,0 +1,18 @@
+"""The one DRF router. Each app's api module registers its viewsets here."""
+
+from django.urls import path, re_path
+from rest_framework.routers import SimpleRouter
+
+from apps.orgs import api as orgs_api
+from spendctl.common.api import api_not_found
+
+# Canonical paths have no trailing slash (/api/v1/teams, /api/v1/teams/3), and no format-suffix routes.
+router = SimpleRouter(trailing_slash=False)
+orgs_api.register(router)
+
+urlpatterns = [
+    path("org", orgs_api.OrgView.as_view(), name="org"),
+    *router.urls,
+    # Anything else under /api/v1/ is a JSON 404 in the error shape, in DEBUG too.
+    re_path(r"^.*$", api_not_found),
+]

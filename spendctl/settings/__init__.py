@@ -1,0 +1,1 @@
+"""Settings modules: base (default, everything from the environment) and test."""

@@ -1,0 +1,95 @@
+"""Shared factories. Related rows always share one org."""
+
+import factory
+from django.contrib.auth import get_user_model
+
+from apps.orgs import services
+from apps.orgs.models import Membership, Organization, Team
+from apps.orgs.permissions import MEMBER
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    email = factory.Sequence(lambda n: f"user{n}@example.test")
+    username = factory.SelfAttribute("email")
+    password = factory.PostGenerationMethodCall("set_password", "correct horse battery")
+
+    @factory.post_generation
+    def _save(obj, create, extracted, **kwargs):
+        if create:
+            obj.save()
+
+
+class OrganizationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Organization
+
+    name = factory.Sequence(lambda n: f"Org {n}")
+    slug = factory.Sequence(lambda n: f"org-{n}")
+    currency = "USD"
+    timezone = "UTC"
+
+
+class TeamFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Team
+
+    org = factory.SubFactory(OrganizationFactory)
+    name = factory.Sequence(lambda n: f"Team {n}")
+
+
+class MembershipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Membership
+
+    org = factory.SubFactory(OrganizationFactory)
+    user = factory.SubFactory(UserFactory)
+    role = MEMBER
+
+
+def make_token(*, org, scopes=("admin",), team=None, user=None, **kwargs):
+    """A real token through the service; returns (row, plaintext). The creator is made a member if needed."""
+    if user is None:
+        user = MembershipFactory(org=org, role="admin").user
+    elif not Membership.objects.filter(org=org, user=user).exists():
+        MembershipFactory(org=org, user=user, role="admin")
+    return services.api_token_create(
+        org=org, name="test token", scopes=list(scopes), team=team, created_by=user, **kwargs
+    )
+
+
+# Every org-owned model reachable through the API needs an entry here: the tenancy audit creates one row of each
+# in a "secret" org and proves no other org's token can see or touch it. A model missing here fails that test.
+SECRET = "ALPHA-SECRET"
+
+
+def _secret_membership(org):
+    return MembershipFactory(org=org, role="member", user__email=f"{SECRET.lower()}-member@example.test")
+
+
+def _secret_token(org):
+    token, _ = make_token(
+        org=org, scopes=["read"], user=UserFactory(email=f"{SECRET.lower()}-admin@example.test")
+    )
+    token.name = f"{SECRET} token"
+    token.save()
+    return token
+
+
+ORG_OWNED_FACTORIES = {
+    Team: lambda org: TeamFactory(org=org, name=f"{SECRET} team", description=f"{SECRET} description"),
+    Membership: _secret_membership,
+}
+
+
+def _register_token_factory():
+    from apps.orgs.models import ApiToken
+
+    ORG_OWNED_FACTORIES[ApiToken] = _secret_token
+
+
+_register_token_factory()
