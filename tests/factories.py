@@ -86,10 +86,74 @@ ORG_OWNED_FACTORIES = {
 }
 
 
-def _register_token_factory():
+def secret_usage_record(org):
+    from datetime import UTC, datetime
+
+    from apps.usage.services import usage_events_ingest
+
+    usage_events_ingest(
+        org=org,
+        events=[
+            {
+                "id": f"{SECRET}-event",
+                "timestamp": datetime.now(UTC).isoformat(),
+                "provider": "openai",
+                "model": "gpt-4o-mini",
+                "input_tokens": 10,
+                "output_tokens": 5,
+                "tags": {"feature": f"{SECRET} feature"},
+            }
+        ],
+    )
+    from apps.usage.models import UsageRecord
+
+    return UsageRecord.objects.get(org=org, key=f"{SECRET}-event")
+
+
+def _secret_rule(org):
+    from apps.usage.models import AttributionRule
+
+    team = Team.objects.filter(org=org).first() or TeamFactory(org=org, name=f"{SECRET} rule team")
+    return AttributionRule.objects.create(
+        org=org, kind="tag", tag_key="feature", value=f"{SECRET} value", team=team
+    )
+
+
+def _secret_reprice(org):
+    from datetime import date
+
+    from apps.usage.models import RepriceRun
+
+    return RepriceRun.objects.create(
+        org=org, start=date(2026, 1, 1), end=date(2026, 2, 1), reason=f"{SECRET} reason"
+    )
+
+
+def _secret_override(org):
+    from datetime import date
+
+    from apps.catalog.models import PriceOverride
+
+    return PriceOverride.objects.create(
+        org=org,
+        provider="openai",
+        model="gpt-4o",
+        discount_percent=10,
+        effective_from=date(2026, 1, 1),
+        note=f"{SECRET} note",
+    )
+
+
+def _register_late_factories():
+    from apps.catalog.models import PriceOverride
     from apps.orgs.models import ApiToken
+    from apps.usage.models import AttributionRule, RepriceRun, UsageRecord
 
     ORG_OWNED_FACTORIES[ApiToken] = _secret_token
+    ORG_OWNED_FACTORIES[UsageRecord] = secret_usage_record
+    ORG_OWNED_FACTORIES[AttributionRule] = _secret_rule
+    ORG_OWNED_FACTORIES[RepriceRun] = _secret_reprice
+    ORG_OWNED_FACTORIES[PriceOverride] = _secret_override
 
 
-_register_token_factory()
+_register_late_factories()

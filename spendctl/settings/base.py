@@ -38,6 +38,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "axes",
     "apps.orgs",
+    "apps.catalog",
+    "apps.usage",
 ]
 
 MIDDLEWARE = [
@@ -115,6 +117,8 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     # Liveness of the beat -> broker -> worker path; cheap, every 5 minutes.
     "core-heartbeat": {"task": "core.ping", "schedule": crontab(minute="*/5")},
+    # Prices unpriced usage whose model got a price (a genai-prices upgrade or a new override); 03:30 UTC daily.
+    "usage-price-unpriced": {"task": "usage.price_unpriced_all", "schedule": crontab(hour=3, minute=30)},
 }
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -191,6 +195,7 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "COERCE_DECIMAL_TO_STRING": True,
+    "URL_FORMAT_OVERRIDE": None,  # ?format= belongs to our CSV/FOCUS exports, not to DRF's renderer choice
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "spendctl API",

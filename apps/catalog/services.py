@@ -1,0 +1,64 @@
+from datetime import date
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from apps.catalog.models import PriceOverride
+
+RATE_FIELDS = ("input_mtok", "cache_read_mtok", "cache_write_mtok", "output_mtok")
+
+
+def _validate(o: PriceOverride):
+    errors = {}
+    has_rates = any(getattr(o, f) is not None for f in RATE_FIELDS)
+    if not has_rates and o.discount_percent is None:
+        errors["discount_percent"] = ["Give a discount percentage or explicit prices."]
+    if has_rates and not o.model:
+        errors["model"] = ["Explicit prices need a model; use a discount for a whole provider."]
+    if o.discount_percent is not None and not (Decimal(0) < o.discount_percent <= Decimal(100)):
+        errors["discount_percent"] = ["Use a percentage above 0 and at most 100."]
+    for f in RATE_FIELDS:
+        value = getattr(o, f)
+        if value is not None and value < 0:
+            errors[f] = ["A price cannot be negative."]
+    if o.effective_to is not None and o.effective_to <= o.effective_from:
+        errors["effective_to"] = ["The end must be after the start."]
+    if errors:
+        raise ValidationError(errors)
+
+
+@transaction.atomic
+def override_create(*, org, provider: str, effective_from: date, model: str = "", **fields) -> PriceOverride:
+    from apps.usage.tasks import usage_price_unpriced
+
+    o = PriceOverride(
+        org=org,
+        provider=provider.strip().lower(),
+        model=model.strip(),
+        effective_from=effective_from,
+        **fields,
+    )
+    _validate(o)
+    o.full_clean()
+    o.save()
+    # A model that gets a price here prices its unpriced usage automatically.
+    transaction.on_commit(lambda: usage_price_unpriced.delay(org.pk))
+    return o
+
+
+@transaction.atomic
+def override_update(*, override: PriceOverride, **fields) -> PriceOverride:
+    from apps.usage.tasks import usage_price_unpriced
+
+    for name, value in fields.items():
+        setattr(override, name, value)
+    _validate(override)
+    override.full_clean()
+    override.save()
+    transaction.on_commit(lambda: usage_price_unpriced.delay(override.org_id))
+    return override
+
+
+def override_delete(*, override: PriceOverride) -> None:
+    override.delete()

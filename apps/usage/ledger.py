@@ -1,0 +1,226 @@
+"""Writes to the ledger and its daily rollup, in one transaction.
+
+PostgreSQL: COPY into a temporary staging table, then one statement inserts the new rows (ON CONFLICT DO NOTHING on
+the org+source+key idempotency constraint) and adds exactly the inserted rows to the rollup. Other databases (the
+embedded SQLite default): the same result through the ORM. Both return the keys that were new.
+"""
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import date
+from decimal import Decimal
+
+from django.db import connection, transaction
+from django.db.models import Count, Q, Sum
+
+from apps.usage.models import BASIS_UNPRICED, TOKEN_FIELDS, DailyRollup, UsageRecord
+
+RECORD_COLUMNS = (
+    "org_id",
+    "source",
+    "key",
+    "connection_id",
+    "provider",
+    "model",
+    "model_raw",
+    "project_id",
+    "workspace_id",
+    "api_key_id",
+    "team_id",
+    "team_source",
+    "feature",
+    "task_id",
+    "customer",
+    "end_user",
+    "environment",
+    "tags",
+    "start_time",
+    "day",
+    "bucket_seconds",
+    "service_tier",
+    "context_window",
+    "requests",
+    *TOKEN_FIELDS,
+    "cost",
+    "currency",
+    "cost_basis",
+    "computed_cost",
+    "reported_cost",
+    "price_ref",
+)
+ROLLUP_KEY = ("day", "team_id", "provider", "model", "feature", "customer")
+SUMMED = ("requests", *TOKEN_FIELDS, "cost")
+_PG_TYPES = {
+    "org_id": "bigint",
+    "connection_id": "bigint",
+    "team_id": "bigint",
+    "tags": "jsonb",
+    "start_time": "timestamptz",
+    "day": "date",
+    "bucket_seconds": "integer",
+    "requests": "bigint",
+    "cost": "numeric(24,10)",
+    "computed_cost": "numeric(24,10)",
+    "reported_cost": "numeric(24,10)",
+    **dict.fromkeys(TOKEN_FIELDS, "bigint"),
+}
+_STAGING = "usage_staging"
+
+
+def insert_records(rows: list[dict]) -> set[str]:
+    """Insert rows (dicts with RECORD_COLUMNS) that are new; update the rollup for exactly those. Returns new keys.
+
+    Must run inside a transaction. All rows share one org and one source.
+    """
+    if not rows:
+        return set()
+    assert transaction.get_connection().in_atomic_block, "insert_records must run in a transaction"
+    if connection.vendor == "postgresql":
+        return _insert_postgres(rows)
+    return _insert_generic(rows)
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------------------------------
+
+
+def _ensure_staging(cursor):
+    cols = ", ".join(f"{c} {_PG_TYPES.get(c, 'text')}" for c in RECORD_COLUMNS)
+    cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} ({cols}) ON COMMIT DELETE ROWS")
+
+
+def _insert_postgres(rows: list[dict]) -> set[str]:
+    from psycopg.types.json import Jsonb
+
+    record_table = UsageRecord._meta.db_table
+    rollup_table = DailyRollup._meta.db_table
+    columns = ", ".join(RECORD_COLUMNS)
+    sums = ", ".join(f"SUM({c})" for c in SUMMED)
+    sum_cols = ", ".join(SUMMED)
+    updates = ", ".join(
+        f"{c} = {rollup_table}.{c} + EXCLUDED.{c}"
+        for c in (
+            *SUMMED,
+            "computed_cost",
+            "reported_cost",
+            "records",
+            "unpriced_records",
+            "unpriced_requests",
+        )
+    )
+    key_cols = ", ".join(ROLLUP_KEY)
+    with connection.cursor() as cursor:
+        _ensure_staging(cursor)
+        cursor.execute(f"TRUNCATE {_STAGING}")
+        with cursor.cursor.copy(f"COPY {_STAGING} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([Jsonb(row[c]) if c == "tags" else row[c] for c in RECORD_COLUMNS])
+        # Identifiers come from model metadata, values are parameters.
+        cursor.execute(
+            f"""
+            WITH ins AS (
+                INSERT INTO {record_table} ({columns}, created_at)
+                SELECT {columns}, now() FROM {_STAGING}
+                ON CONFLICT (org_id, source, key) DO NOTHING
+                RETURNING *
+            ), roll AS (
+                INSERT INTO {rollup_table} (org_id, {key_cols}, {sum_cols}, computed_cost, reported_cost, records,
+                                            unpriced_records, unpriced_requests)
+                SELECT org_id, day, COALESCE(team_id, 0), provider, model, feature, customer, {sums},
+                       SUM(COALESCE(computed_cost, 0)), SUM(COALESCE(reported_cost, 0)), COUNT(*),
+                       COUNT(*) FILTER (WHERE cost_basis = %s),
+                       COALESCE(SUM(requests) FILTER (WHERE cost_basis = %s), 0)
+                FROM ins
+                GROUP BY org_id, day, COALESCE(team_id, 0), provider, model, feature, customer
+                ORDER BY 1, 2, 3, 4, 5, 6, 7
+                ON CONFLICT (org_id, {key_cols}) DO UPDATE SET {updates}
+            )
+            SELECT key FROM ins
+            """,  # noqa: S608
+            [BASIS_UNPRICED, BASIS_UNPRICED],
+        )
+        return {r[0] for r in cursor.fetchall()}
+
+
+# --- other databases -----------------------------------------------------------------------------------------------
+
+
+def _insert_generic(rows: list[dict]) -> set[str]:
+    org_id, source = rows[0]["org_id"], rows[0]["source"]
+    keys = [r["key"] for r in rows]
+    existing: set[str] = set()
+    for i in range(0, len(keys), 500):
+        existing.update(
+            UsageRecord.objects.filter(org_id=org_id, source=source, key__in=keys[i : i + 500]).values_list(
+                "key", flat=True
+            )
+        )
+    new, seen = [], set(existing)
+    for r in rows:
+        if r["key"] not in seen:
+            seen.add(r["key"])
+            new.append(r)
+    UsageRecord.objects.bulk_create([UsageRecord(**r) for r in new], batch_size=500)
+    rollup_add(org_id, new)
+    return {r["key"] for r in new}
+
+
+def rollup_add(org_id: int, rows: Iterable[dict], sign: int = 1) -> None:
+    """Adds (or with sign=-1 subtracts) rows to the rollup through the ORM. Used off the PostgreSQL hot path."""
+    deltas: dict[tuple, dict] = defaultdict(lambda: defaultdict(int))
+    for r in rows:
+        key = (r["day"], r.get("team_id") or 0, r["provider"], r["model"], r["feature"], r["customer"])
+        d = deltas[key]
+        for c in SUMMED:
+            d[c] += r[c]
+        d["computed_cost"] += r.get("computed_cost") or Decimal(0)
+        d["reported_cost"] += r.get("reported_cost") or Decimal(0)
+        d["records"] += 1
+        if r["cost_basis"] == BASIS_UNPRICED:
+            d["unpriced_records"] += 1
+            d["unpriced_requests"] += r["requests"]
+    for key in sorted(deltas, key=str):
+        delta = deltas[key]
+        lookup = dict(zip(ROLLUP_KEY, key, strict=True))
+        obj, _ = DailyRollup.objects.select_for_update().get_or_create(org_id=org_id, **lookup)
+        for field, value in delta.items():
+            setattr(obj, field, getattr(obj, field) + sign * value)
+        obj.save()
+
+
+def rollups_rebuild(org_id: int, start: date, end: date) -> int:
+    """Recomputes the rollup for [start, end) from the ledger. Off the hot path: re-pricing, re-attribution, syncs."""
+    DailyRollup.objects.filter(org_id=org_id, day__gte=start, day__lt=end).delete()
+    unpriced = Q(cost_basis=BASIS_UNPRICED)
+    aggregated = (
+        UsageRecord.objects.filter(org_id=org_id, day__gte=start, day__lt=end)
+        .values("day", "team_id", "provider", "model", "feature", "customer")
+        .annotate(
+            **{f"s_{c}": Sum(c) for c in SUMMED},
+            s_computed=Sum("computed_cost"),
+            s_reported=Sum("reported_cost"),
+            n=Count("id"),
+            n_unpriced=Count("id", filter=unpriced),
+            r_unpriced=Sum("requests", filter=unpriced),
+        )
+        .order_by()
+    )
+    objs = [
+        DailyRollup(
+            org_id=org_id,
+            day=a["day"],
+            team_id=a["team_id"] or 0,
+            provider=a["provider"],
+            model=a["model"],
+            feature=a["feature"],
+            customer=a["customer"],
+            **{c: a[f"s_{c}"] for c in SUMMED},
+            computed_cost=a["s_computed"] or 0,
+            reported_cost=a["s_reported"] or 0,
+            records=a["n"],
+            unpriced_records=a["n_unpriced"],
+            unpriced_requests=a["r_unpriced"] or 0,
+        )
+        for a in aggregated
+    ]
+    DailyRollup.objects.bulk_create(objs, batch_size=1000)
+    return len(objs)

@@ -1,0 +1,225 @@
+"""The ledger: one row per provider bucket or per pushed call, and the daily rollup every screen reads."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from apps.orgs.tenancy import OrgOwnedModel
+
+MONEY = {"max_digits": 24, "decimal_places": 10}
+
+SOURCE_PROVIDER, SOURCE_EVENT = "provider", "event"
+SOURCES = [(SOURCE_PROVIDER, "Provider pull"), (SOURCE_EVENT, "Pushed event")]
+BASIS_REPORTED, BASIS_COMPUTED, BASIS_UNPRICED = "reported", "computed", "unpriced"
+BASES = [
+    (BASIS_REPORTED, "Reported by the provider"),
+    (BASIS_COMPUTED, "Computed from the catalog"),
+    (BASIS_UNPRICED, "Unpriced: model has no price"),
+]
+TEAM_EXPLICIT, TEAM_TOKEN, TEAM_RULE, TEAM_NONE = "explicit", "token", "rule", "none"
+TEAM_SOURCES = [
+    (TEAM_EXPLICIT, "Named in the event"),
+    (TEAM_TOKEN, "The token's team"),
+    (TEAM_RULE, "Attribution rule"),
+    (TEAM_NONE, "Unattributed"),
+]
+SERVICE_TIERS = ["standard", "batch", "flex", "priority"]
+TAG_COLUMNS = ("feature", "task_id", "customer", "end_user", "environment")
+
+# Token classes kept apart. `uncached_input_tokens + cache_read_tokens + cache_write_tokens` is all input;
+# reasoning is part of output; audio counts are parts of input/output.
+TOKEN_FIELDS = (
+    "uncached_input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "input_audio_tokens",
+    "output_audio_tokens",
+)
+
+
+class UsageRecord(OrgOwnedModel):
+    id = models.BigAutoField(primary_key=True)
+    source = models.CharField(max_length=8, choices=SOURCES)
+    # Unique per org and source: the event id, or the provider bucket's connection + dimensions + start.
+    key = models.CharField(max_length=255)
+    connection_id = models.BigIntegerField(null=True, blank=True)
+    provider = models.CharField(max_length=64)
+    model = models.CharField(max_length=128, help_text="Normalised model name")
+    model_raw = models.CharField(max_length=255, help_text="The model name as received")
+    project_id = models.CharField(max_length=128, null=True, blank=True)
+    workspace_id = models.CharField(max_length=128, null=True, blank=True)
+    api_key_id = models.CharField(max_length=128, null=True, blank=True)
+    # The team id is kept when a team is deleted, so recorded usage keeps its numbers and its attribution.
+    team = models.ForeignKey(
+        "orgs.Team", null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    team_source = models.CharField(max_length=8, choices=TEAM_SOURCES, default=TEAM_NONE)
+    feature = models.CharField(max_length=128, default="", blank=True)
+    task_id = models.CharField(max_length=128, default="", blank=True)
+    customer = models.CharField(max_length=128, default="", blank=True)
+    end_user = models.CharField(max_length=128, default="", blank=True)
+    environment = models.CharField(max_length=64, default="", blank=True)
+    tags = models.JSONField(default=dict, blank=True, help_text="Free-form key/values beyond the named tags")
+    start_time = models.DateTimeField()
+    day = models.DateField(help_text="The start's day in the org's time zone")
+    bucket_seconds = models.IntegerField(
+        default=0, help_text="0 for one call; 3600 or 86400 for provider buckets"
+    )
+    service_tier = models.CharField(max_length=16, default="standard")
+    context_window = models.CharField(max_length=32, default="", blank=True)
+    requests = models.BigIntegerField(default=1)
+    uncached_input_tokens = models.BigIntegerField(default=0)
+    cache_read_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    cache_write_1h_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    input_audio_tokens = models.BigIntegerField(default=0)
+    output_audio_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(**MONEY, help_text="The cost this record counts for")
+    currency = models.CharField(max_length=3, default="USD")
+    cost_basis = models.CharField(max_length=8, choices=BASES)
+    computed_cost = models.DecimalField(**MONEY, null=True, blank=True, help_text="Catalog price, when known")
+    reported_cost = models.DecimalField(
+        **MONEY, null=True, blank=True, help_text="Provider's or caller's cost"
+    )
+    price_ref = models.CharField(max_length=160, default="", blank=True, help_text="Which price was applied")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["org", "source", "key"], name="usage_record_key_unique"),
+            models.CheckConstraint(
+                condition=Q(requests__gte=0)
+                & Q(uncached_input_tokens__gte=0)
+                & Q(cache_read_tokens__gte=0)
+                & Q(cache_write_tokens__gte=0)
+                & Q(output_tokens__gte=0)
+                & Q(reasoning_tokens__gte=0),
+                name="usage_record_counts_not_negative",
+            ),
+            models.CheckConstraint(condition=Q(cost__gte=0), name="usage_record_cost_not_negative"),
+        ]
+        indexes = [
+            models.Index(fields=["org", "day"], name="usage_org_day"),
+            models.Index(fields=["org", "start_time"], name="usage_org_start"),
+            models.Index(fields=["org", "cost_basis", "day"], name="usage_org_basis_day"),
+            models.Index(fields=["org", "connection_id", "start_time"], name="usage_org_conn_start"),
+        ]
+
+    @property
+    def input_tokens(self) -> int:
+        """All input, the OpenAI/OpenTelemetry way."""
+        return self.uncached_input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+
+class DailyRollup(OrgOwnedModel):
+    """Spend per org-local day, team, provider, model, feature and customer. Kept current on every write."""
+
+    id = models.BigAutoField(primary_key=True)
+    day = models.DateField()
+    team_id = models.BigIntegerField(default=0, help_text="0 = unattributed")
+    provider = models.CharField(max_length=64)
+    model = models.CharField(max_length=128)
+    feature = models.CharField(max_length=128, default="")
+    customer = models.CharField(max_length=128, default="")
+    records = models.BigIntegerField(default=0)
+    requests = models.BigIntegerField(default=0)
+    uncached_input_tokens = models.BigIntegerField(default=0)
+    cache_read_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    cache_write_1h_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    input_audio_tokens = models.BigIntegerField(default=0)
+    output_audio_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(**MONEY, default=0)
+    computed_cost = models.DecimalField(**MONEY, default=0)
+    reported_cost = models.DecimalField(**MONEY, default=0)
+    unpriced_records = models.BigIntegerField(default=0)
+    unpriced_requests = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["org", "day", "team_id", "provider", "model", "feature", "customer"],
+                name="usage_rollup_key_unique",
+            )
+        ]
+        indexes = [models.Index(fields=["org", "day", "model"], name="usage_rollup_org_day_model")]
+
+
+class AttributionRule(OrgOwnedModel):
+    """Maps a provider project / workspace / API key id, or a tag value, to a team. First match by priority wins."""
+
+    KINDS = [
+        ("project_id", "Provider project id"),
+        ("workspace_id", "Provider workspace id"),
+        ("api_key_id", "Provider API key id"),
+        ("tag", "Tag value"),
+    ]
+    kind = models.CharField(max_length=16, choices=KINDS)
+    tag_key = models.CharField(max_length=64, default="", blank=True)
+    value = models.CharField(max_length=128)
+    team = models.ForeignKey("orgs.Team", on_delete=models.CASCADE, related_name="attribution_rules")
+    priority = models.IntegerField(default=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["priority", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["org", "kind", "tag_key", "value"], name="attribution_rule_unique"
+            )
+        ]
+
+
+class RepriceRun(OrgOwnedModel):
+    """A re-pricing of a date range: previewed, then applied (recorded), and undoable."""
+
+    PREVIEWED, APPLIED, UNDONE = "previewed", "applied", "undone"
+    STATUSES = [(PREVIEWED, "Previewed"), (APPLIED, "Applied"), (UNDONE, "Undone")]
+    start = models.DateField()
+    end = models.DateField(help_text="exclusive")
+    status = models.CharField(max_length=10, choices=STATUSES, default=PREVIEWED)
+    reason = models.CharField(max_length=200, default="", blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    applied_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    undone_at = models.DateTimeField(null=True, blank=True)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    records_changed = models.IntegerField(default=0)
+    old_total = models.DecimalField(**MONEY, default=0)
+    new_total = models.DecimalField(**MONEY, default=0)
+    summary = models.JSONField(default=list, help_text="Changes per model and day: old, new, difference")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class RepriceChange(models.Model):
+    """One record's cost before and after an applied re-pricing, so the run can be undone exactly."""
+
+    run = models.ForeignKey(RepriceRun, on_delete=models.CASCADE, related_name="changes")
+    record = models.ForeignKey(UsageRecord, on_delete=models.CASCADE, related_name="+")
+    old_cost = models.DecimalField(**MONEY)
+    old_computed_cost = models.DecimalField(**MONEY, null=True)
+    old_basis = models.CharField(max_length=8)
+    old_price_ref = models.CharField(max_length=160, default="")
+    new_cost = models.DecimalField(**MONEY)
+    new_computed_cost = models.DecimalField(**MONEY, null=True)
+    new_basis = models.CharField(max_length=8)
+    new_price_ref = models.CharField(max_length=160, default="")
+
+    def __str__(self):
+        return f"record {self.record_id}: {self.old_cost} -> {self.new_cost}"

@@ -1,0 +1,92 @@
+"""Parses the query string of spend and ledger requests into a SpendQuery, with field errors for bad input."""
+
+from datetime import date, timedelta
+
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from apps.orgs.models import Team
+from apps.usage.selectors import GROUP_BY_CHOICES, SpendQuery
+
+MAX_DAYS = 800
+FILTER_KEYS = {
+    "start",
+    "end",
+    "group_by",
+    "team",
+    "model",
+    "provider",
+    "format",
+    "page",
+    "page_size",
+    "feature",
+    "customer",
+}
+
+
+def _date(value: str, name: str, errors: dict) -> date | None:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        errors[name] = ["Use a date as YYYY-MM-DD."]
+        return None
+
+
+def _list(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def parse_spend_query(org, params, *, allow_group_by: bool = True) -> SpendQuery:
+    errors: dict[str, list[str]] = {}
+    today = timezone.now().astimezone(org.tz).date()
+    start = _date(params["start"], "start", errors) if params.get("start") else today.replace(day=1)
+    end = _date(params["end"], "end", errors) if params.get("end") else today + timedelta(days=1)
+    if start and end:
+        if end <= start:
+            errors["end"] = ["The end (exclusive) must be after the start."]
+        elif (end - start).days > MAX_DAYS:
+            errors["end"] = [f"Ask for at most {MAX_DAYS} days at once."]
+    group_by = _list(params.get("group_by")) if allow_group_by else []
+    bad = [g for g in group_by if g not in GROUP_BY_CHOICES]
+    if bad:
+        errors["group_by"] = [f"Unknown dimension(s): {', '.join(bad)}. Use: {', '.join(GROUP_BY_CHOICES)}."]
+    if "day" in group_by and "month" in group_by:
+        errors["group_by"] = ["Group by day or by month, not both."]
+    if len(set(group_by)) != len(group_by):
+        errors["group_by"] = ["A dimension appears twice."]
+    teams, unattributed = [], False
+    if params.get("team"):
+        by_name = {n.lower(): i for i, n in Team.objects.for_org(org).values_list("id", "name")}
+        for value in _list(params["team"]):
+            if value.lower() in ("none", "unattributed"):
+                unattributed = True
+            elif value.isdigit() and int(value) in by_name.values():
+                teams.append(int(value))
+            elif value.lower() in by_name:
+                teams.append(by_name[value.lower()])
+            else:
+                errors["team"] = [f"No team '{value[:100]}' in this organisation."]
+    tags = []
+    for key, value in params.items():
+        if key.startswith("tag."):
+            tag_key = key[4:]
+            if not tag_key or len(tag_key) > 64 or not all(c.isalnum() or c in "_.-" for c in tag_key):
+                errors[key[:70]] = ["Tag filters look like tag.<key>=<value>."]
+            else:
+                tags.append((tag_key, value))
+        elif key in ("feature", "customer"):
+            tags.append((key, value))
+        elif key not in FILTER_KEYS:
+            errors[key[:70]] = ["Unknown parameter."]
+    if errors:
+        raise ValidationError(errors)
+    return SpendQuery(
+        start=start,
+        end=end,
+        group_by=tuple(group_by),
+        teams=tuple(teams),
+        unattributed=unattributed,
+        models=tuple(_list(params.get("model"))),
+        providers=tuple(_list(params.get("provider"))),
+        tags=tuple(tags),
+    )
