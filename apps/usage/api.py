@@ -60,8 +60,8 @@ class EventsView(OrgScopedAPIView):
         data = result.as_dict()
         if result.rejected_events and not result.accepted and not result.duplicate_events:
             fields = {"events": {str(e["index"]): e["fields"] for e in result.rejected_events[:100]}}
-            body = error_body("invalid", f"All {len(result.rejected_events)} events were rejected.", fields)
-            return Response({**body, **data}, status=status.HTTP_400_BAD_REQUEST)
+            message = f"All {len(result.rejected_events)} events were rejected; see fields.events.<index>."
+            return Response(error_body("invalid", message, fields), status=status.HTTP_400_BAD_REQUEST)
         return Response(data)
 
 
