@@ -4,6 +4,7 @@ from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
 from apps.catalog import api as catalog_api
+from apps.connectors import api as connectors_api
 from apps.orgs import api as orgs_api
 from apps.usage import api as usage_api
 from spendctl.common.api import api_not_found
@@ -13,6 +14,7 @@ router = SimpleRouter(trailing_slash=False)
 orgs_api.register(router)
 usage_api.register(router)
 catalog_api.register(router)
+connectors_api.register(router)
 
 urlpatterns = [
     path("org", orgs_api.OrgView.as_view(), name="org"),

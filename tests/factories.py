@@ -144,8 +144,15 @@ def _secret_override(org):
     )
 
 
+def _secret_connection(org):
+    from apps.connectors.services import connection_create
+
+    return connection_create(org=org, provider="sandbox", label=f"{SECRET} connection", api_key="sandbox-key")
+
+
 def _register_late_factories():
     from apps.catalog.models import PriceOverride
+    from apps.connectors.models import ProviderConnection
     from apps.orgs.models import ApiToken
     from apps.usage.models import AttributionRule, RepriceRun, UsageRecord
 
@@ -154,6 +161,7 @@ def _register_late_factories():
     ORG_OWNED_FACTORIES[AttributionRule] = _secret_rule
     ORG_OWNED_FACTORIES[RepriceRun] = _secret_reprice
     ORG_OWNED_FACTORIES[PriceOverride] = _secret_override
+    ORG_OWNED_FACTORIES[ProviderConnection] = _secret_connection
 
 
 _register_late_factories()

@@ -184,7 +184,33 @@ def rollup_add(org_id: int, rows: Iterable[dict], sign: int = 1) -> None:
         obj, _ = DailyRollup.objects.select_for_update().get_or_create(org_id=org_id, **lookup)
         for field, value in delta.items():
             setattr(obj, field, getattr(obj, field) + sign * value)
-        obj.save()
+        if obj.records <= 0:
+            obj.delete()  # nothing left in this group
+        else:
+            obj.save()
+
+
+def delete_records(queryset) -> int:
+    """Deletes ledger rows and takes exactly them out of the rollup. Must run inside a transaction."""
+    fields = (
+        "day",
+        "team_id",
+        "provider",
+        "model",
+        "feature",
+        "customer",
+        *SUMMED,
+        "computed_cost",
+        "reported_cost",
+        "cost_basis",
+        "org_id",
+    )
+    rows = list(queryset.values(*fields))
+    if not rows:
+        return 0
+    queryset.delete()
+    rollup_add(rows[0]["org_id"], rows, sign=-1)
+    return len(rows)
 
 
 def rollups_rebuild(org_id: int, start: date, end: date) -> int:

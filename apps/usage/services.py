@@ -215,6 +215,100 @@ def _after_write(org_id: int) -> None:
     """Hook for what follows new usage (budget evaluation arrives with the budgets issue)."""
 
 
+# --- provider rows ------------------------------------------------------------------------------------------------
+
+BUCKET_SECONDS = {"1d": 86400, "1h": 3600, "1m": 60}
+
+
+def _provider_row(org, connection_id: int, item: dict, rules, book) -> dict:
+    """A provider bucket (see apps.connectors) as a ledger row: normalised, attributed and priced."""
+    provider, start = item["provider"], item["bucket_start"]
+    seconds = BUCKET_SECONDS.get(item["bucket_width"], 86400)
+    # Daily buckets are UTC days and are booked on that date; finer buckets on the org's local day.
+    day = start.date() if seconds >= 86400 else start.astimezone(org.tz).date()
+    tier = "batch" if item.get("batch") else (item.get("service_tier") or "standard")
+    tier = tier if tier in ("standard", "batch", "flex", "priority") else "standard"
+    team_id = resolve_team(
+        rules,
+        project_id=item.get("project_id"),
+        workspace_id=item.get("workspace_id"),
+        api_key_id=item.get("api_key_id"),
+        tags={},
+    )
+    counts = item["counts"]
+    row = {
+        "org_id": org.pk,
+        "source": "provider",
+        "key": f"{connection_id}:{item['endpoint']}:{start:%Y%m%dT%H%M}:{item['dimensions_key']}"[:255],
+        "connection_id": connection_id,
+        "provider": provider,
+        "model": normalise_model(provider, item["model_raw"])
+        if item["model_raw"]
+        else f"({item['endpoint']})",
+        "model_raw": item["model_raw"][:255],
+        "project_id": item.get("project_id"),
+        "workspace_id": item.get("workspace_id"),
+        "api_key_id": item.get("api_key_id"),
+        "team_id": team_id,
+        "team_source": TEAM_RULE if team_id else TEAM_NONE,
+        **dict.fromkeys(TAG_COLUMNS, ""),
+        "tags": {
+            "endpoint": item["endpoint"],
+            **{k: v for k, v in item.get("tags", {}).items() if v is not None},
+        },
+        "start_time": start,
+        "day": day,
+        "bucket_seconds": seconds,
+        "service_tier": tier,
+        "context_window": item.get("context_window") or "",
+        "requests": counts.get("requests", 0),
+        "uncached_input_tokens": counts["input_tokens"]
+        - counts["cache_read_tokens"]
+        - counts["cache_write_tokens"],
+        **{
+            k: counts.get(k, 0)
+            for k in (
+                "cache_read_tokens",
+                "cache_write_tokens",
+                "cache_write_1h_tokens",
+                "output_tokens",
+                "reasoning_tokens",
+                "input_audio_tokens",
+                "output_audio_tokens",
+            )
+        },
+        "currency": "USD",
+        "reported_cost": item.get("reported_cost"),
+    }
+    price_row(book, row)
+    return row
+
+
+@transaction.atomic
+def usage_provider_rows_replace(
+    *, org, connection_id: int, endpoint: str, bucket_starts, items: list[dict]
+) -> tuple[int, int]:
+    """Makes the ledger hold exactly `items` for this connection, endpoint and buckets: rows a re-read no longer
+    reports (an empty bucket) disappear, revised rows are replaced. Returns (rows written, rows replaced)."""
+    starts = sorted(set(bucket_starts) | {i["bucket_start"] for i in items})
+    removed = 0
+    if starts:
+        old = UsageRecord.objects.for_org(org).filter(
+            connection_id=connection_id, start_time__in=starts, key__startswith=f"{connection_id}:{endpoint}:"
+        )
+        removed = ledger.delete_records(old)
+    rules, book = _org_rules(org), PriceBook(org)
+    rows, seen = [], set()
+    for item in items:
+        row = _provider_row(org, connection_id, item, rules, book)
+        if row["key"] not in seen:  # a provider repeating a bucket row in one page: keep the first
+            seen.add(row["key"])
+            rows.append(row)
+    inserted = ledger.insert_records(rows)
+    transaction.on_commit(lambda: _after_write(org.pk))
+    return len(inserted), removed
+
+
 # --- attribution ---------------------------------------------------------------------------------------------------
 
 

@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "apps.orgs",
     "apps.catalog",
     "apps.usage",
+    "apps.connectors",
 ]
 
 MIDDLEWARE = [
@@ -119,6 +120,9 @@ CELERY_BEAT_SCHEDULE = {
     "core-heartbeat": {"task": "core.ping", "schedule": crontab(minute="*/5")},
     # Prices unpriced usage whose model got a price (a genai-prices upgrade or a new override); 03:30 UTC daily.
     "usage-price-unpriced": {"task": "usage.price_unpriced_all", "schedule": crontab(hour=3, minute=30)},
+    # Hourly at :05: starts each connection's nightly sync when its org reaches 02:00 local time (so every org
+    # syncs at night in its own time zone), and resumes runs whose worker died.
+    "connectors-sync-due": {"task": "connectors.sync_due", "schedule": crontab(minute=5)},
 }
 
 AUTH_PASSWORD_VALIDATORS = [
