@@ -12,6 +12,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("accounts/", include("apps.orgs.auth_urls")),
+    path("", include("apps.usage.urls")),
+    path("", include("apps.connectors.urls")),
     path("", include("apps.orgs.urls")),
 ]
 

@@ -5,7 +5,8 @@ from apps.orgs import views
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("o/<slug:org_slug>/", views.DashboardView.as_view(), name="dashboard"),
+    # The dashboard (o/<slug>/) and usage (o/<slug>/usage/) are served by apps.usage.urls, connectors by
+    # apps.connectors.urls.
     *[
         path(f"o/<slug:org_slug>/{area}/", views.AreaView.as_view(area=area), name=area)
         for area in views.AREAS

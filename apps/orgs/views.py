@@ -42,18 +42,9 @@ def home(request):
     return redirect("dashboard", org_slug=first.slug)
 
 
-class DashboardView(OrgViewMixin, TemplateView):
-    template_name = "orgs/dashboard.html"
-    nav = "dashboard"
-
-    def get_context_data(self, **kwargs):
-        return super().get_context_data(nav=self.nav, **kwargs)
-
-
+# The dashboard and the usage explorer live in apps.usage.views.
 AREAS = {
-    "usage": ("Usage", "Explore spend by team, model, provider, feature and customer."),
     "budgets": ("Budgets", "Budgets with soft caps, alerts and forecasts."),
-    "connectors": ("Connectors", "Connect OpenAI, Anthropic and OpenRouter admin keys for nightly sync."),
     "recommendations": ("Recommendations", "Where routing to a cheaper model saves money, and how much."),
     "plans": ("Plans", "Outcome-based pricing plans and the margin on every outcome."),
     "reports": ("Reports", "Monthly spend reports, as e-mailed, with CSV and PDF downloads."),

@@ -4,6 +4,8 @@ from django.db import transaction
 from apps.orgs import services
 from apps.orgs.models import Membership, Organization
 from apps.orgs.permissions import FINANCE, OWNER
+from apps.usage.dashboard import has_usage
+from apps.usage.demo import load_demo_usage
 
 DEMO_EMAIL = "demo@acme.test"
 DEMO_PASSWORD = "spendctl-demo"  # noqa: S105 - a demo credential, printed on purpose
@@ -39,6 +41,11 @@ class Command(BaseCommand):
                 name="Globex", slug="globex", owner=founder, timezone_name="America/New_York"
             )
         Membership.objects.update_or_create(org=other, user=user, defaults={"role": FINANCE})
+        if has_usage(org=org):
+            self.stdout.write("Demo usage: already loaded, left as it is.")
+        else:
+            loaded = load_demo_usage(org)
+            self.stdout.write(f"Demo usage: loaded {loaded['events']} events over {loaded['days']} days.")
         self.stdout.write(
             self.style.SUCCESS("Demo ready: http://127.0.0.1:8000/  log in as ")
             + f"{DEMO_EMAIL} / {DEMO_PASSWORD}"
