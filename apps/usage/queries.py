@@ -36,8 +36,23 @@ def _list(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
+LIST_KEYS = {"team", "model", "provider"}
+
+
+def _flatten(params) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """One value per key: list filters may repeat (?model=a&model=b means both); other keys may not."""
+    getlist = getattr(params, "getlist", None)
+    flat, errors = {}, {}
+    for key in params:
+        values = getlist(key) if getlist else [params[key]]
+        if len(values) > 1 and key not in LIST_KEYS:
+            errors[key[:70]] = ["Give this parameter once."]
+        flat[key] = ",".join(values) if key in LIST_KEYS else values[-1]
+    return flat, errors
+
+
 def parse_spend_query(org, params, *, allow_group_by: bool = True) -> SpendQuery:
-    errors: dict[str, list[str]] = {}
+    params, errors = _flatten(params)
     today = timezone.now().astimezone(org.tz).date()
     start = _date(params["start"], "start", errors) if params.get("start") else today.replace(day=1)
     end = _date(params["end"], "end", errors) if params.get("end") else today + timedelta(days=1)
@@ -68,6 +83,8 @@ def parse_spend_query(org, params, *, allow_group_by: bool = True) -> SpendQuery
                 errors["team"] = [f"No team '{value[:100]}' in this organisation."]
     tags = []
     for key, value in params.items():
+        if (key.startswith("tag.") or key in ("feature", "customer")) and value == "":
+            continue  # an empty filter (a blank form field) filters nothing, like team= or model=
         if key.startswith("tag."):
             tag_key = key[4:]
             if not tag_key or len(tag_key) > 64 or not all(c.isalnum() or c in "_.-" for c in tag_key):

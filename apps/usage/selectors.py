@@ -63,7 +63,7 @@ def _aggregates():
 
 
 def spend_by(*, org, query: SpendQuery) -> dict:
-    """{"groups": [...], "totals": {...}, "unpriced": {...}} with Decimal costs, for the API, screens and reports."""
+    """{"groups": [...], "totals": {...}, "source": "rollup" or "ledger"} with Decimal costs (under "_cost")."""
     rollup = query.uses_rollup
     base = DailyRollup.objects.for_org(org) if rollup else UsageRecord.objects.for_org(org)
     qs = _filtered(base, query, rollup=rollup)

@@ -145,6 +145,17 @@ def test_spend_by_day_with_filters(api, seeded):
     assert client.get("/api/v1/spend?start=2026-11-17&end=2026-11-18").json()["totals"]["cost"] == "3.3000"
 
 
+def test_empty_filters_are_ignored_and_list_filters_may_repeat(api, seeded):
+    client = api(seeded[0], scopes=["read"])
+    assert (
+        client.get(f"/api/v1/spend?{RANGE}&feature=&customer=&tag.region=").json()["totals"]["cost"]
+        == "11.0000"
+    )
+    both = client.get(f"/api/v1/spend?{RANGE}&model=gpt-4.1&model=claude-haiku-4-5").json()
+    assert both["totals"]["cost"] == "6.6000"
+    assert_error(client.get(f"/api/v1/spend?{RANGE}&start=2026-11-02"), 400, fields=["start"])
+
+
 def test_spend_rollup_and_ledger_agree(api, seeded):
     org = seeded[0]
     client = api(org, scopes=["read"])
