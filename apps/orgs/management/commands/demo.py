@@ -1,6 +1,8 @@
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from apps.connectors import services as connector_services
+from apps.connectors.models import ProviderConnection, SyncRun
 from apps.orgs import services
 from apps.orgs.models import Membership, Organization
 from apps.orgs.permissions import FINANCE, OWNER
@@ -46,6 +48,15 @@ class Command(BaseCommand):
         else:
             loaded = load_demo_usage(org)
             self.stdout.write(f"Demo usage: loaded {loaded['events']} events over {loaded['days']} days.")
+        if not ProviderConnection.objects.for_org(other).exists():
+            # Globex pulls its usage from the sandbox provider: the connectors page shows real runs, no keys needed.
+            connection = connector_services.connection_create(
+                org=other, provider="sandbox", label="Sandbox provider", api_key="sandbox-demo-key"
+            )
+            run = connector_services.run_execute(
+                run=connector_services.run_create(connection=connection, kind=SyncRun.BACKFILL)
+            )
+            self.stdout.write(f"Globex: sandbox connection synced {run.records_added} provider rows.")
         self.stdout.write(
             self.style.SUCCESS("Demo ready: http://127.0.0.1:8000/  log in as ")
             + f"{DEMO_EMAIL} / {DEMO_PASSWORD}"
