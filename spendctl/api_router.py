@@ -3,6 +3,7 @@
 from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
+from apps.budgets import api as budgets_api
 from apps.catalog import api as catalog_api
 from apps.connectors import api as connectors_api
 from apps.orgs import api as orgs_api
@@ -15,12 +16,14 @@ orgs_api.register(router)
 usage_api.register(router)
 catalog_api.register(router)
 connectors_api.register(router)
+budgets_api.register(router)
 
 urlpatterns = [
     path("org", orgs_api.OrgView.as_view(), name="org"),
     path("events", usage_api.EventsView.as_view(), name="events"),
     path("spend", usage_api.SpendView.as_view(), name="spend"),
     path("prices", catalog_api.PriceView.as_view(), name="prices"),
+    path("check", budgets_api.CheckView.as_view(), name="check"),
     *router.urls,
     # Anything else under /api/v1/ is a JSON 404 in the error shape, in DEBUG too.
     re_path(r"^.*$", api_not_found),

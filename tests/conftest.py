@@ -6,11 +6,23 @@ from tests.factories import MembershipFactory, OrganizationFactory, make_token
 
 
 @pytest.fixture(autouse=True)
-def _clear_cache():
-    # Throttle counters and login lock-outs live in the cache; every test starts clean.
+def _clear_cache(settings):
+    # Throttle counters, login lock-outs and spend counters live in the cache or Redis; every test starts clean.
     cache.clear()
+    _clear_spend_counters(settings)
     yield
     cache.clear()
+
+
+def _clear_spend_counters(settings):
+    if not settings.REDIS_URL:
+        return
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    keys = list(client.scan_iter(f"{settings.SPEND_COUNTER_PREFIX}:*", count=1000))
+    if keys:
+        client.delete(*keys)
 
 
 @pytest.fixture

@@ -150,7 +150,32 @@ def _secret_connection(org):
     return connection_create(org=org, provider="sandbox", label=f"{SECRET} connection", api_key="sandbox-key")
 
 
+def _secret_budget(org):
+    from decimal import Decimal
+
+    from apps.budgets.services import budget_create
+
+    return budget_create(org=org, name=f"{SECRET} budget", amount=Decimal("100"))
+
+
+def _secret_alert(org):
+    from apps.budgets.models import Alert
+
+    return Alert.objects.create(
+        org=org, kind="anomaly", series=f"{SECRET}", title=f"{SECRET} alert", message="m"
+    )
+
+
+def _secret_channel(org):
+    from apps.budgets.services import channel_create
+
+    return channel_create(org=org, kind="webhook", name=f"{SECRET} channel", url="https://example.test/hook")[
+        0
+    ]
+
+
 def _register_late_factories():
+    from apps.budgets.models import Alert, AlertChannel, Budget
     from apps.catalog.models import PriceOverride
     from apps.connectors.models import ProviderConnection
     from apps.orgs.models import ApiToken
@@ -162,6 +187,9 @@ def _register_late_factories():
     ORG_OWNED_FACTORIES[RepriceRun] = _secret_reprice
     ORG_OWNED_FACTORIES[PriceOverride] = _secret_override
     ORG_OWNED_FACTORIES[ProviderConnection] = _secret_connection
+    ORG_OWNED_FACTORIES[Budget] = _secret_budget
+    ORG_OWNED_FACTORIES[Alert] = _secret_alert
+    ORG_OWNED_FACTORIES[AlertChannel] = _secret_channel
 
 
 _register_late_factories()

@@ -60,6 +60,7 @@ __all__ = [
     "clear_caches",
     "cost_breakdown",
     "cost_of",
+    "cost_of_counts",
     "normalise_model",
     "resolve_price",
     "to_usage",
@@ -392,6 +393,10 @@ def cost_of(
     plan = price._plan
     values, leaf_counts = _leaf_counts(plan, counts)
     cut, n_requests = _tier_cut(values, counts, context_window, per_request)
+    return _total(plan, leaf_counts, cut, n_requests)
+
+
+def _total(plan: _Plan, leaf_counts: list[int], cut: int, n_requests: int) -> Decimal:
     total = _ZERO
     for leaf, per, _direction, rate, tiers_desc in plan.terms:
         count = n_requests if leaf < 0 else leaf_counts[leaf]
@@ -403,6 +408,108 @@ def cost_of(
                 break
         total += rate * Decimal(count) / per
     return total
+
+
+def cost_of_counts(
+    price: ResolvedPrice,
+    input_tokens: int,
+    cache_read_tokens: int,
+    cache_write_tokens: int,
+    cache_write_1h_tokens: int,
+    output_tokens: int,
+    reasoning_tokens: int,
+    input_audio_tokens: int,
+    output_audio_tokens: int,
+    requests: int,
+    *,
+    context_window: str | None = None,
+    per_request: bool = True,
+) -> Decimal:
+    """``cost_of(price, TokenCounts(...))`` without building the TokenCounts: the ingest hot path.
+
+    Same arithmetic in the same order, so the same Decimal. Counts that TokenCounts or :func:`cost_of` would
+    refuse take that path, which raises the same ValueError.
+    """
+    if (
+        type(input_tokens) is int
+        and type(cache_read_tokens) is int
+        and type(cache_write_tokens) is int
+        and type(cache_write_1h_tokens) is int
+        and type(output_tokens) is int
+        and type(reasoning_tokens) is int
+        and type(input_audio_tokens) is int
+        and type(output_audio_tokens) is int
+        and type(requests) is int
+        and min(
+            cache_read_tokens,
+            cache_write_1h_tokens,
+            reasoning_tokens,
+            input_audio_tokens,
+            output_audio_tokens,
+            requests,
+        )
+        >= 0
+        and cache_read_tokens + cache_write_tokens <= input_tokens
+        and cache_write_1h_tokens <= cache_write_tokens
+        and reasoning_tokens <= output_tokens
+        and input_audio_tokens <= input_tokens
+        and output_audio_tokens <= output_tokens
+        and (requests <= 1 or not per_request)
+    ):
+        # (cache_write >= cache_write_1h >= 0, input >= cache_read + cache_write >= 0, output >= reasoning >= 0)
+        plan = price._plan
+        values = (
+            input_tokens,
+            cache_read_tokens,
+            cache_write_tokens,
+            cache_write_tokens - cache_write_1h_tokens,
+            cache_write_1h_tokens,
+            output_tokens,
+            reasoning_tokens,
+            input_audio_tokens,
+            output_audio_tokens,
+            0,
+        )
+        leaf_counts = _leaf_counts_or_none(plan, values)
+        if leaf_counts is not None:
+            if per_request:
+                return _total(plan, leaf_counts, input_tokens, 1)
+            floor = -1 if context_window is None else _context_window_floor(context_window)
+            return _total(plan, leaf_counts, floor + 1, requests)
+    counts = TokenCounts(
+        input_tokens=input_tokens,
+        cache_read_tokens=cache_read_tokens,
+        cache_write_tokens=cache_write_tokens,
+        cache_write_1h_tokens=cache_write_1h_tokens,
+        output_tokens=output_tokens,
+        reasoning_tokens=reasoning_tokens,
+        input_audio_tokens=input_audio_tokens,
+        output_audio_tokens=output_audio_tokens,
+        requests=requests,
+    )
+    return cost_of(price, counts, context_window=context_window, per_request=per_request)
+
+
+def _leaf_counts_or_none(plan: _Plan, values: tuple[int, ...]) -> list[int] | None:
+    """:func:`_leaf_counts` for valid slot values; None where it would raise."""
+    leaf_counts: list[int] = []
+    for leaf in plan.leaves:
+        if leaf.slot >= 0:
+            value = values[leaf.slot]
+        else:
+            value = 0
+            for s in leaf.raise_if_any:
+                if values[s] > 0:
+                    return None
+            for a, b in leaf.raise_if_both:
+                if values[a] > 0 and values[b] > 0:
+                    return None
+        for d in leaf.descendants:
+            value -= leaf_counts[d]
+        if value < 0:
+            return None
+        leaf_counts.append(value)
+    return leaf_counts
 
 
 _CW_RE: Final = re.compile(r"^\s*(?:(<=?)|>=?)?\s*(\d+(?:\.\d+)?)\s*([kKmM]?)")

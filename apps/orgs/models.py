@@ -39,6 +39,8 @@ class Organization(TimestampedModel):
     slug = models.SlugField(max_length=50, unique=True, validators=[slug_validator])
     currency = models.CharField(max_length=3, choices=CURRENCIES, default="USD")
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    # Bumped when the Redis spend counters may be stale (an increment failed, a re-pricing): new keys get rebuilt.
+    counter_epoch = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["name"]

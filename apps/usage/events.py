@@ -147,6 +147,171 @@ def _tags(value, errors):
 
 def validate_event(raw, *, now: datetime) -> tuple[dict | None, dict]:
     """Returns (clean event, {}) or (None, {field: [messages]})."""
+    clean = _accept_fast(raw, now)
+    if clean is not None:
+        return clean, {}
+    return _validate_full(raw, now=now)
+
+
+# Strings that passed the provider / model / tag key / tag value checks before: the checks are pure functions of
+# the string, so a repeat skips the regular expressions. Bounded; cleared when full.
+_SEEN_MAX = 10_000
+_ok_providers: set[str] = set()
+_ok_models: set[str] = set()
+_ok_tag_keys: set[str] = set()
+_ok_tag_values: set[str] = set()
+_OPTIONAL_COUNTS = tuple(k for k in TOKEN_KEYS if k not in REQUIRED_TOKENS)
+_TIERS = frozenset(SERVICE_TIERS)
+
+
+def _remember(seen: set, value: str) -> None:
+    if len(seen) >= _SEEN_MAX:
+        seen.clear()
+    seen.add(value)
+
+
+def _accept_fast(raw, now: datetime) -> dict | None:
+    """The common, valid event checked in one inlined pass: its clean form, exactly as `_validate_full` builds it.
+
+    Returns None as soon as anything is unusual (a wrong type, a missing or out-of-range value, a subclass of a
+    builtin, ...); `_validate_full` then decides and words the errors. So this only ever accepts what
+    `_validate_full` accepts, and returns the same clean event for it.
+    """
+    if type(raw) is not dict or not raw.keys() <= KNOWN:
+        return None
+    event_id = raw.get("id")
+    if type(event_id) is not str or not event_id or len(event_id) > 200 or CONTROL_RE.search(event_id):
+        return None
+    value = raw.get("timestamp")
+    if type(value) is not str:
+        return None
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if ts.tzinfo is None or ts > now + FUTURE_TOLERANCE or ts < EARLIEST:
+        return None
+    provider = raw.get("provider")
+    if type(provider) is not str:
+        return None
+    if provider not in _ok_providers:
+        if (
+            not provider
+            or len(provider) > 64
+            or not PROVIDER_RE.match(provider)
+            or CONTROL_RE.search(provider)
+        ):
+            return None
+        _remember(_ok_providers, provider)
+    model = raw.get("model")
+    if type(model) is not str:
+        return None
+    if model not in _ok_models:
+        if not model or len(model) > 200 or not MODEL_RE.match(model) or CONTROL_RE.search(model):
+            return None
+        _remember(_ok_models, model)
+    input_tokens, output_tokens = raw.get("input_tokens"), raw.get("output_tokens")
+    if (
+        type(input_tokens) is not int
+        or type(output_tokens) is not int
+        or not 0 <= input_tokens <= MAX_TOKENS
+        or not 0 <= output_tokens <= MAX_TOKENS
+    ):
+        return None
+    optional = {}
+    for key in _OPTIONAL_COUNTS:
+        count = raw.get(key)
+        if count is None:
+            optional[key] = 0
+        elif type(count) is int and 0 <= count <= MAX_TOKENS:
+            optional[key] = count
+        else:
+            return None
+    requests = raw.get("requests")
+    if requests is None:
+        requests = 1
+    elif type(requests) is not int or not 0 <= requests <= 10**9:
+        return None
+    cost = raw.get("cost")
+    if cost is not None:
+        cost_errors: dict = {}
+        cost = _cost(cost, cost_errors)
+        if cost_errors:
+            return None
+    if raw.get("currency", "USD") not in ("USD", "usd"):
+        return None
+    team = raw.get("team")
+    if team is not None and ((type(team) is not str and type(team) is not int) or team == ""):
+        return None
+    tags = raw.get("tags")
+    if tags is None:
+        tags = {}
+    else:
+        if type(tags) is not dict or len(tags) > 50:
+            return None
+        clean_tags = {}
+        for key, item in tags.items():
+            if type(key) is not str:
+                return None
+            if key not in _ok_tag_keys:
+                if not TAG_KEY_RE.match(key):
+                    return None
+                _remember(_ok_tag_keys, key)
+            if type(item) is str:
+                text = item
+            elif type(item) is int or type(item) is float:
+                text = str(item)
+            else:
+                return None
+            if text not in _ok_tag_values:
+                if len(text) > 128 or CONTROL_RE.search(text):
+                    return None
+                _remember(_ok_tag_values, text)
+            clean_tags[key] = text
+        tags = clean_tags
+    tier = raw.get("service_tier")
+    if tier is not None and (type(tier) is not str or tier not in _TIERS):
+        return None
+    batch = raw.get("batch", False)
+    if batch is not True and batch is not False:
+        return None
+    cache_read, cache_write = optional["cache_read_tokens"], optional["cache_write_tokens"]
+    if (
+        cache_read + cache_write > input_tokens
+        or optional["cache_write_1h_tokens"] > cache_write
+        or optional["reasoning_tokens"] > output_tokens
+        or optional["input_audio_tokens"] > input_tokens
+        or optional["output_audio_tokens"] > output_tokens
+    ):
+        return None
+    counts = {
+        "input_tokens": input_tokens,
+        "cache_read_tokens": cache_read,
+        "cache_write_tokens": cache_write,
+        "output_tokens": output_tokens,
+        "reasoning_tokens": optional["reasoning_tokens"],
+        "input_audio_tokens": optional["input_audio_tokens"],
+        "output_audio_tokens": optional["output_audio_tokens"],
+        "cache_write_1h_tokens": optional["cache_write_1h_tokens"],
+    }
+    named = {name: tags.pop(name, "") for name in TAG_COLUMNS}
+    return {
+        "id": event_id,
+        "timestamp": ts.astimezone(UTC),
+        "provider": provider,
+        "model_raw": model,
+        "counts": counts,
+        "requests": requests,
+        "cost": cost,
+        "team": team,
+        "tags": tags,
+        "named_tags": named,
+        "service_tier": "batch" if batch else (tier or "standard"),
+    }
+
+
+def _validate_full(raw, *, now: datetime) -> tuple[dict | None, dict]:
+    """Every check, with an error message per field."""
     if not isinstance(raw, dict):
         return None, {"non_field_errors": ["Each event must be a JSON object."]}
     errors: dict[str, list[str]] = {}

@@ -20,6 +20,7 @@ RECORD_COLUMNS = (
     "source",
     "key",
     "connection_id",
+    "token_id",
     "provider",
     "model",
     "model_raw",
@@ -53,6 +54,7 @@ SUMMED = ("requests", *TOKEN_FIELDS, "cost")
 _PG_TYPES = {
     "org_id": "bigint",
     "connection_id": "bigint",
+    "token_id": "bigint",
     "team_id": "bigint",
     "tags": "jsonb",
     "start_time": "timestamptz",
@@ -65,6 +67,11 @@ _PG_TYPES = {
     **dict.fromkeys(TOKEN_FIELDS, "bigint"),
 }
 _STAGING = "usage_staging"
+_TAGS_AT = RECORD_COLUMNS.index("tags")
+# what the rollup and the caller need of the inserted rows (not the wide tags, model_raw, price_ref ...)
+_RETURNED = ", ".join(
+    dict.fromkeys(("org_id", "key", *ROLLUP_KEY, *SUMMED, "computed_cost", "reported_cost", "cost_basis"))
+)
 
 
 def insert_records(rows: list[dict]) -> set[str]:
@@ -113,7 +120,9 @@ def _insert_postgres(rows: list[dict]) -> set[str]:
         cursor.execute(f"TRUNCATE {_STAGING}")
         with cursor.cursor.copy(f"COPY {_STAGING} ({columns}) FROM STDIN") as copy:
             for row in rows:
-                copy.write_row([Jsonb(row[c]) if c == "tags" else row[c] for c in RECORD_COLUMNS])
+                values = list(map(row.get, RECORD_COLUMNS))
+                values[_TAGS_AT] = Jsonb(row["tags"])
+                copy.write_row(values)
         # Identifiers come from model metadata, values are parameters.
         cursor.execute(
             f"""
@@ -121,7 +130,7 @@ def _insert_postgres(rows: list[dict]) -> set[str]:
                 INSERT INTO {record_table} ({columns}, created_at)
                 SELECT {columns}, now() FROM {_STAGING}
                 ON CONFLICT (org_id, source, key) DO NOTHING
-                RETURNING *
+                RETURNING {_RETURNED}
             ), roll AS (
                 INSERT INTO {rollup_table} (org_id, {key_cols}, {sum_cols}, computed_cost, reported_cost, records,
                                             unpriced_records, unpriced_requests)
@@ -159,7 +168,9 @@ def _insert_generic(rows: list[dict]) -> set[str]:
         if r["key"] not in seen:
             seen.add(r["key"])
             new.append(r)
-    UsageRecord.objects.bulk_create([UsageRecord(**r) for r in new], batch_size=500)
+    UsageRecord.objects.bulk_create(
+        [UsageRecord(**{c: r.get(c) for c in RECORD_COLUMNS}) for r in new], batch_size=500
+    )
     rollup_add(org_id, new)
     return {r["key"] for r in new}
 

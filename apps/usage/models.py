@@ -46,6 +46,7 @@ class UsageRecord(OrgOwnedModel):
     # Unique per org and source: the event id, or the provider bucket's connection + dimensions + start.
     key = models.CharField(max_length=255)
     connection_id = models.BigIntegerField(null=True, blank=True)
+    token_id = models.BigIntegerField(null=True, blank=True, help_text="The API token that pushed the event")
     provider = models.CharField(max_length=64)
     model = models.CharField(max_length=128, help_text="Normalised model name")
     model_raw = models.CharField(max_length=255, help_text="The model name as received")

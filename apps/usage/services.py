@@ -62,9 +62,18 @@ def price_row(book: PriceBook, row: dict) -> None:
     if price is not None:
         per_request = row["bucket_seconds"] == 0 and row["requests"] <= 1
         try:
-            computed = pricing.cost_of(
+            # cost_of(price.resolved, _counts(row), ...) without building the TokenCounts (same result, same errors)
+            computed = pricing.cost_of_counts(
                 price.resolved,
-                _counts(row),
+                row["uncached_input_tokens"] + row["cache_read_tokens"] + row["cache_write_tokens"],
+                row["cache_read_tokens"],
+                row["cache_write_tokens"],
+                row["cache_write_1h_tokens"],
+                row["output_tokens"],
+                row["reasoning_tokens"],
+                row["input_audio_tokens"],
+                row["output_audio_tokens"],
+                row["requests"],
                 context_window=row.get("context_window") or None,
                 per_request=per_request,
             ).quantize(_Q)
@@ -136,13 +145,16 @@ def usage_events_ingest(*, org, events, token=None, now: datetime | None = None)
     teams, rules, book, tz = _Teams(org), _org_rules(org), PriceBook(org), org.tz
     token_team_id = token.team_id if token is not None else None
     rows, index_of, seen = [], {}, set()
+    team_of, model_of = {}, {}  # per batch: teams.resolve and normalise_model are pure for one batch
     for index, raw in enumerate(events):
         clean, errors = validate_event(raw, now=now)
-        event_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
         team_id, team_source = None, TEAM_NONE
         if clean is not None:
             if clean["team"] is not None:
-                team_id, team_source = teams.resolve(clean["team"]), TEAM_EXPLICIT
+                named_team = clean["team"]
+                if named_team not in team_of:
+                    team_of[named_team] = teams.resolve(named_team)
+                team_id, team_source = team_of[named_team], TEAM_EXPLICIT
                 if team_id is None:
                     errors = {"team": ["No such team in this organisation."]}
             if not errors and token_team_id is not None:
@@ -152,6 +164,7 @@ def usage_events_ingest(*, org, events, token=None, now: datetime | None = None)
                     }
                 team_id, team_source = token_team_id, team_source if team_id else TEAM_TOKEN
         if errors:
+            event_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
             result.rejected_events.append({"index": index, "id": event_id, "fields": errors})
             continue
         if clean["id"] in seen:
@@ -160,16 +173,21 @@ def usage_events_ingest(*, org, events, token=None, now: datetime | None = None)
         seen.add(clean["id"])
         named = clean["named_tags"]
         if team_id is None:
-            team_id = resolve_team(rules, tags={**clean["tags"], **{k: v for k, v in named.items() if v}})
+            if rules:  # no rules: resolve_team is None whatever the tags
+                team_id = resolve_team(rules, tags={**clean["tags"], **{k: v for k, v in named.items() if v}})
             team_source = TEAM_RULE if team_id is not None else TEAM_NONE
         counts = clean["counts"]
+        model_key = (clean["provider"], clean["model_raw"])
+        if model_key not in model_of:
+            model_of[model_key] = normalise_model(*model_key)
         row = {
             "org_id": org.pk,
             "source": SOURCE_EVENT,
             "key": clean["id"],
             "connection_id": None,
+            "token_id": token.pk if token is not None else None,
             "provider": clean["provider"],
-            "model": normalise_model(clean["provider"], clean["model_raw"]),
+            "model": model_of[model_key],
             "model_raw": clean["model_raw"],
             "project_id": None,
             "workspace_id": None,
@@ -202,7 +220,8 @@ def usage_events_ingest(*, org, events, token=None, now: datetime | None = None)
         rows.append(row)
     with transaction.atomic():
         inserted = ledger.insert_records(rows)
-        transaction.on_commit(lambda: _after_write(org.pk))
+        new_rows = [r for r in rows if r["key"] in inserted]
+        transaction.on_commit(lambda: _after_write(org, new_rows=new_rows))
     result.accepted = len(inserted)
     for row in rows:
         if row["key"] not in inserted:
@@ -211,8 +230,11 @@ def usage_events_ingest(*, org, events, token=None, now: datetime | None = None)
     return result
 
 
-def _after_write(org_id: int) -> None:
-    """Hook for what follows new usage (budget evaluation arrives with the budgets issue)."""
+def _after_write(org, *, new_rows: list[dict] | None = None, changed_days=None) -> None:
+    """After a commit: keep the budgets' spend counters current and have budgets re-evaluated (debounced)."""
+    from apps.budgets.services import usage_written
+
+    usage_written(org=org, new_rows=new_rows or [], changed_days=changed_days or ())
 
 
 # --- provider rows ------------------------------------------------------------------------------------------------
@@ -305,7 +327,8 @@ def usage_provider_rows_replace(
             seen.add(row["key"])
             rows.append(row)
     inserted = ledger.insert_records(rows)
-    transaction.on_commit(lambda: _after_write(org.pk))
+    days = {r["day"] for r in rows} | {s.date() for s in starts}
+    transaction.on_commit(lambda: _after_write(org, changed_days=days))
     return len(inserted), removed
 
 
@@ -361,6 +384,7 @@ def usage_reattribute(*, org, start: date | None = None, end: date | None = None
     UsageRecord.objects.bulk_update(updates, ["team_id", "team_source"], batch_size=1000)
     if changed_days:
         ledger.rollups_rebuild(org.pk, min(changed_days), max(changed_days) + timedelta(days=1))
+        transaction.on_commit(lambda: _after_write(org, changed_days=changed_days))
     return len(updates)
 
 
@@ -461,6 +485,7 @@ def _apply(org, run: RepriceRun, plan) -> RepriceRun:
     RepriceChange.objects.bulk_create(changes, batch_size=1000)
     if days:
         ledger.rollups_rebuild(org.pk, min(days), max(days) + timedelta(days=1))
+        transaction.on_commit(lambda: _after_write(org, changed_days=days))
     run.records_changed, run.old_total, run.new_total = len(changes), old_total, new_total
     return run
 
@@ -502,6 +527,7 @@ def reprice_undo(*, run: RepriceRun, user=None) -> RepriceRun:
     )
     if days:
         ledger.rollups_rebuild(run.org_id, min(days), max(days) + timedelta(days=1))
+        transaction.on_commit(lambda: _after_write(run.org, changed_days=days))
     run.status, run.undone_at, run.undone_by = RepriceRun.UNDONE, timezone.now(), user
     run.save()
     return run

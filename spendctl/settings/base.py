@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "apps.catalog",
     "apps.usage",
     "apps.connectors",
+    "apps.budgets",
 ]
 
 MIDDLEWARE = [
@@ -99,6 +100,9 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "spendctl"}}
 
+# Redis key prefix of the pre-flight check's spend counters.
+SPEND_COUNTER_PREFIX = "spc"
+
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = REDIS_URL or None
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
@@ -123,6 +127,8 @@ CELERY_BEAT_SCHEDULE = {
     # Hourly at :05: starts each connection's nightly sync when its org reaches 02:00 local time (so every org
     # syncs at night in its own time zone), and resumes runs whose worker died.
     "connectors-sync-due": {"task": "connectors.sync_due", "schedule": crontab(minute=5)},
+    # Hourly at :15: budgets, forecasts and anomalies are re-evaluated even when nothing was ingested.
+    "budgets-evaluate-all": {"task": "budgets.evaluate_all", "schedule": crontab(minute=15)},
 }
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -15,6 +15,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = True
+SPEND_COUNTER_PREFIX = f"spc-test{os.getpid()}"
 if REDIS_URL:
     # Tests share one Redis: give each run its own key prefix so parallel runs never collide.
     CACHES["default"]["KEY_PREFIX"] = f"test{os.getpid()}"

@@ -16,14 +16,19 @@ def admin_client(client, org, member_of):
     return client
 
 
-def test_add_a_sandbox_connection_and_its_first_sync_runs(admin_client, org, django_capture_on_commit_callbacks):
+def test_add_a_sandbox_connection_and_its_first_sync_runs(
+    admin_client, org, django_capture_on_commit_callbacks
+):
     url = reverse("connectors", args=[org.slug])
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(url, {"provider": "sandbox", "label": "Demo", "api_key": "sandbox-key"})
     assert response.status_code == 302
     connection = ProviderConnection.objects.get(org=org)
     run = SyncRun.objects.get(connection=connection)
-    assert run.status == "succeeded" and UsageRecord.objects.filter(org=org, connection_id=connection.pk).exists()
+    assert (
+        run.status == "succeeded"
+        and UsageRecord.objects.filter(org=org, connection_id=connection.pk).exists()
+    )
     page = admin_client.get(url).content.decode()
     assert "Demo" in page and "…-key"[-4:] in page and "Sync now" in page
     detail = admin_client.get(reverse("connector", args=[org.slug, connection.pk])).content.decode()
@@ -31,12 +36,20 @@ def test_add_a_sandbox_connection_and_its_first_sync_runs(admin_client, org, dja
     assert "sandbox-key" not in page + detail
 
 
-def test_a_refused_key_is_a_form_error_and_nothing_is_saved(admin_client, org, server, monkeypatch, http_settings):
+def test_a_refused_key_is_a_form_error_and_nothing_is_saved(
+    admin_client, org, server, monkeypatch, http_settings
+):
     monkeypatch.setattr(services, "HTTP_SETTINGS", http_settings)
     serve_envelope(server, "anthropic-error-401.http.json", USAGE)
-    response = admin_client.post(reverse("connectors", args=[org.slug]), {
-        "provider": "anthropic", "label": "Claude", "api_key": "sk-ant-admin-xyz", "base_url": server.url_for(""),
-    })
+    response = admin_client.post(
+        reverse("connectors", args=[org.slug]),
+        {
+            "provider": "anthropic",
+            "label": "Claude",
+            "api_key": "sk-ant-admin-xyz",
+            "base_url": server.url_for(""),
+        },
+    )
     assert response.status_code == 400
     html = response.content.decode()
     assert "refused this key" in html and "sk-ant-admin-xyz" not in html
@@ -64,7 +77,10 @@ def test_members_see_but_cannot_change_and_other_orgs_get_404(client, org, other
     connection = services.connection_create(org=org, provider="sandbox", label="Demo", api_key="k")
     client.force_login(member_of(org, "member"))
     assert client.get(reverse("connectors", args=[org.slug])).status_code == 200
-    assert client.post(reverse("connector", args=[org.slug, connection.pk]), {"action": "delete"}).status_code == 403
+    assert (
+        client.post(reverse("connector", args=[org.slug, connection.pk]), {"action": "delete"}).status_code
+        == 403
+    )
     assert ProviderConnection.objects.filter(pk=connection.pk).exists()
     client.force_login(member_of(other_org, "owner"))
     assert client.get(reverse("connector", args=[org.slug, connection.pk])).status_code == 404
