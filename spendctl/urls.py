@@ -14,6 +14,7 @@ urlpatterns = [
     path("accounts/", include("apps.orgs.auth_urls")),
     path("", include("apps.usage.urls")),
     path("", include("apps.connectors.urls")),
+    path("", include("apps.budgets.urls")),
     path("", include("apps.orgs.urls")),
 ]
 

@@ -44,7 +44,6 @@ def home(request):
 
 # The dashboard and the usage explorer live in apps.usage.views.
 AREAS = {
-    "budgets": ("Budgets", "Budgets with soft caps, alerts and forecasts."),
     "recommendations": ("Recommendations", "Where routing to a cheaper model saves money, and how much."),
     "plans": ("Plans", "Outcome-based pricing plans and the margin on every outcome."),
     "reports": ("Reports", "Monthly spend reports, as e-mailed, with CSV and PDF downloads."),
