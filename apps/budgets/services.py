@@ -84,10 +84,11 @@ def _clean_budget(budget: Budget) -> None:
 @transaction.atomic
 def budget_create(*, org, **fields) -> Budget:
     fields.setdefault("thresholds", [50, 80, 100])
-    budget = Budget(org=org, currency=org.currency, **fields)
+    # Budgets are held in the ledger's currency: providers bill in USD and every cost is stored in USD.
+    budget = Budget(org=org, currency="USD", **fields)
     _clean_budget(budget)
     budget.save()
-    transaction.on_commit(lambda: _evaluate_soon(org.pk))
+    transaction.on_commit(lambda: _evaluate_now(org.pk))
     return budget
 
 
@@ -97,7 +98,7 @@ def budget_update(*, budget: Budget, **fields) -> Budget:
         setattr(budget, name, value)
     _clean_budget(budget)
     budget.save()
-    transaction.on_commit(lambda: _evaluate_soon(budget.org_id))
+    transaction.on_commit(lambda: _evaluate_now(budget.org_id))
     return budget
 
 
@@ -120,6 +121,12 @@ def usage_written(*, org, new_rows: list[dict], changed_days=()) -> None:
 
 
 # --- evaluation ----------------------------------------------------------------------------------------------------
+
+
+def _evaluate_now(org_id: int) -> None:
+    from apps.budgets.tasks import budgets_evaluate
+
+    budgets_evaluate.delay(org_id)
 
 
 def _evaluate_soon(org_id: int) -> None:
@@ -415,5 +422,7 @@ def channel_send_test(*, channel: AlertChannel) -> WebhookDelivery | None:
         )
         return None
     delivery = WebhookDelivery.objects.create(org=channel.org, channel=channel, is_test=True)
-    webhook_attempt(delivery=delivery)
+    if not webhook_attempt(delivery=delivery):
+        delivery.status = WebhookDelivery.FAILED  # a test is sent once, never retried
+        delivery.save(update_fields=["status"])
     return delivery

@@ -147,3 +147,27 @@ def test_channels_api_shows_the_secret_once_and_sends_a_test(api, org, other_org
         fields=["url"],
     )
     assert AlertChannel.objects.filter(org=org).count() == 1
+
+
+def test_a_failed_test_message_is_final_and_visible(org, httpserver):
+    channel, _ = services.channel_create(org=org, kind="webhook", name="Ops", url=httpserver.url_for("/down"))
+    httpserver.expect_request("/down").respond_with_data("nope", status=503)
+    delivery = services.channel_send_test(channel=channel)
+    assert (delivery.status, delivery.attempts, delivery.last_error) == ("failed", 1, "HTTP 503")
+
+
+def test_budgets_are_in_the_ledgers_currency_and_evaluated_when_saved(
+    org, django_capture_on_commit_callbacks
+):
+    from datetime import UTC, datetime
+
+    from apps.budgets.models import Alert
+    from tests.usage.factories import event, ingest
+
+    org.currency = "EUR"
+    org.save()
+    ingest(org, [event(1, ts=datetime.now(UTC), cost="60")])
+    with django_capture_on_commit_callbacks(execute=True):
+        budget = services.budget_create(org=org, name="AI", amount=Decimal("100"))
+    assert budget.currency == "USD"
+    assert Alert.objects.filter(budget=budget, kind="threshold", threshold=50).exists()
