@@ -19,7 +19,7 @@ from django.utils import timezone
 from apps.budgets import anomalies, selectors
 from apps.budgets.models import Alert, AlertChannel, Budget, WebhookDelivery
 from apps.orgs.models import ApiToken, Team
-from spendctl.common import crypto
+from spendctl.common import crypto, outbound
 
 logger = logging.getLogger(__name__)
 WEBHOOK_TIMEOUT = httpx.Timeout(5.0, connect=3.0)
@@ -309,6 +309,10 @@ def channel_create(
     if kind == AlertChannel.WEBHOOK:
         if not channel.url:
             raise ValidationError({"url": ["A webhook needs a URL."]})
+        try:
+            outbound.check_url(channel.url)
+        except outbound.RefusedURL as exc:
+            raise ValidationError({"url": [str(exc)]}) from exc
         secret = "whsec_" + secrets.token_urlsafe(24)
         channel.secret_encrypted = crypto.encrypt(secret)
     channel.full_clean()
@@ -399,8 +403,13 @@ def webhook_attempt(*, delivery: WebhookDelivery) -> bool:
         ok = 200 <= response.status_code < 300
         delivery.last_error = "" if ok else f"HTTP {response.status_code}"
     except Exception as exc:  # noqa: BLE001 - any network failure is recorded, never raised to the caller
+        from spendctl.common.outbound import RefusedURL, refused_reason
+
         ok = False
-        delivery.last_error = f"{type(exc).__name__}: could not deliver"[:300]
+        refused = str(exc) if isinstance(exc, RefusedURL) else refused_reason(exc)
+        delivery.last_error = (
+            f"Refused: {refused}" if refused else f"{type(exc).__name__}: could not deliver"
+        )[:300]
     if ok:
         delivery.status, delivery.delivered_at = WebhookDelivery.DELIVERED, timezone.now()
     delivery.save()

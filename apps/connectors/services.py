@@ -23,7 +23,7 @@ from apps.connectors.providers.base import (
 from apps.orgs.models import Membership
 from apps.orgs.permissions import ADMIN, OWNER
 from apps.usage.services import usage_provider_rows_replace
-from spendctl.common import crypto
+from spendctl.common import crypto, outbound
 from spendctl.common.exceptions import Conflict
 
 logger = logging.getLogger(__name__)
@@ -102,10 +102,19 @@ def connection_create(
         key_hint=api_key[-4:],
     )
     connection.full_clean()
+    _check_base_url(connection.base_url)
     if test:
         _validate_key(connection, api_key)
     connection.save()
     return connection
+
+
+def _check_base_url(url: str) -> None:
+    if url:
+        try:
+            outbound.check_url(url)
+        except outbound.RefusedURL as exc:
+            raise ValidationError({"base_url": [str(exc)]}) from exc
 
 
 def connection_update(
@@ -126,6 +135,7 @@ def connection_update(
         connection.label = label
     if base_url is not None:
         connection.base_url = base_url.strip()
+        _check_base_url(connection.base_url)
     if is_active is not None:
         connection.is_active = is_active
     if trailing_days is not None:

@@ -180,10 +180,12 @@ class HttpClient:
         self.label = label
         self._secrets = tuple(s for s in secrets if s)
         self.attempts: list[Attempt] = []
-        self._client = httpx.Client(
+        from spendctl.common import outbound
+
+        # The one guarded client: user-entered base URLs cannot reach private or metadata addresses.
+        self._client = outbound.client(
             headers={"Accept": "application/json", "User-Agent": settings.user_agent, **headers},
             timeout=settings.timeout,
-            follow_redirects=False,
         )
 
     def __repr__(self) -> str:
@@ -214,6 +216,12 @@ class HttpClient:
             except httpx.TimeoutException as exc:
                 error = f"timeout ({type(exc).__name__})"
             except httpx.TransportError as exc:  # connect errors, resets, incomplete bodies
+                from spendctl.common.outbound import refused_reason
+
+                refused = refused_reason(exc)
+                if refused:  # a refused address is not retried
+                    self._record(Attempt(method, path, number, None, "refused"))
+                    raise ProviderError(f"{what}: {refused}") from None
                 error = f"connection error ({type(exc).__name__})"
             else:
                 status = response.status_code
