@@ -1,9 +1,12 @@
 """The pre-flight check: "may I spend this?" answered from Redis counters, or the database when Redis is down."""
 
+import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 
 from apps.budgets import counters
@@ -54,10 +57,60 @@ def _applies(budget: Budget, *, team_id, provider, model, tags, token_id) -> boo
     }[budget.scope]
 
 
+@dataclass
+class _OrgConfig:
+    budgets: list
+    teams: dict
+    book: PriceBook
+    loaded_at: float
+
+
+_CONFIG: dict[tuple[int, str], _OrgConfig] = {}
+CONFIG_TTL = 5.0
+
+
+def config_version_key(org_id: int) -> str:
+    return f"check-config:{org_id}"
+
+
+def config_changed(org_id: int) -> None:
+    """Budgets, teams or price overrides changed: every process reloads the org's check configuration."""
+    cache.delete(config_version_key(org_id))
+
+
+def _config(org) -> _OrgConfig:
+    """Budgets, teams and prices of the org, kept per process for a few seconds and reloaded at once when they
+    change (a version in the shared cache), so a check costs no database query for them."""
+    version = cache.get(config_version_key(org.pk))
+    if version is None:
+        cache.add(config_version_key(org.pk), uuid.uuid4().hex, timeout=None)
+        version = cache.get(config_version_key(org.pk)) or "none"
+    now = time.monotonic()
+    found = _CONFIG.get((org.pk, version))
+    if found is None or now - found.loaded_at > CONFIG_TTL:
+        if len(_CONFIG) > 1000:
+            _CONFIG.clear()
+        found = _OrgConfig(
+            budgets=list(Budget.objects.for_org(org).filter(is_active=True).select_related("org")),
+            teams={n.lower(): i for i, n in Team.objects.for_org(org).values_list("id", "name")},
+            book=PriceBook(org),
+            loaded_at=now,
+        )
+        _CONFIG[(org.pk, version)] = found
+    return found
+
+
 def estimate(
-    org, *, provider: str, model: str, input_tokens: int, output_tokens: int, cache_read_tokens: int = 0
+    org,
+    *,
+    provider: str,
+    model: str,
+    input_tokens: int,
+    output_tokens: int,
+    cache_read_tokens: int = 0,
+    book: PriceBook | None = None,
 ) -> tuple[Decimal, bool]:
-    price = PriceBook(org).price(provider=provider, model=model, at=datetime.now(UTC))
+    price = (book or PriceBook(org)).price(provider=provider, model=model, at=datetime.now(UTC))
     if price is None:
         return Decimal(0), False
     counts = pricing.TokenCounts(
@@ -80,9 +133,10 @@ def preflight_check(
     tags: dict | None = None,
 ) -> CheckResult:
     tags = tags or {}
+    config = _config(org)
     team_id = None
     if team is not None:
-        teams = {n.lower(): i for i, n in Team.objects.for_org(org).values_list("id", "name")}
+        teams = config.teams
         team_id = (
             int(team) if str(team).isdigit() and int(team) in teams.values() else teams.get(str(team).lower())
         )
@@ -103,12 +157,13 @@ def preflight_check(
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             cache_read_tokens=cache_read_tokens,
+            book=config.book,
         )
     today = org_today(org)
     token_id = token.pk if token is not None else None
     budgets = [
         b
-        for b in Budget.objects.for_org(org).filter(is_active=True)
+        for b in config.budgets
         if _applies(b, team_id=team_id, provider=provider, model=model, tags=tags, token_id=token_id)
     ]
     result = CheckResult(decision=ALLOW, estimated_cost=cost, priced=priced)

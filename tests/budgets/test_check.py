@@ -192,3 +192,11 @@ def test_budget_api_validation_and_cross_org(api, org, other_org):
     )
     assert created.status_code == 201 and created.json()["thresholds"] == [50, 90]
     assert_error(api(other_org).get(f"/api/v1/budgets/{created.json()['id']}/status"), 404)
+
+
+def test_a_new_budget_applies_to_the_next_check_at_once(api, budgets):
+    org = budgets[0]
+    assert check(api, org, estimated_cost="5").json()["decision"] == "allow"
+    # the org has spent 135 this month: a new org-wide budget of 100 with a hard cap of 130 denies at once
+    services.budget_create(org=org, name="Tight", amount=Decimal("100"), hard_cap=Decimal("130"))
+    assert check(api, org, estimated_cost="5").json()["decision"] == "deny"
