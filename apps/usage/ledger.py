@@ -13,7 +13,7 @@ from decimal import Decimal
 from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
 
-from apps.usage.models import BASIS_UNPRICED, TOKEN_FIELDS, DailyRollup, UsageRecord
+from apps.usage.models import BASIS_UNPRICED, TOKEN_FIELDS, DailyModelRollup, DailyRollup, UsageRecord
 
 RECORD_COLUMNS = (
     "org_id",
@@ -50,6 +50,11 @@ RECORD_COLUMNS = (
     "price_ref",
 )
 ROLLUP_KEY = ("day", "team_id", "provider", "model", "feature", "customer")
+# Every rollup and its key; each is kept current by every write path below.
+ROLLUPS = (
+    (DailyRollup, ROLLUP_KEY),
+    (DailyModelRollup, ("day", "provider", "model")),
+)
 SUMMED = ("requests", *TOKEN_FIELDS, "cost")
 _PG_TYPES = {
     "org_id": "bigint",
@@ -95,26 +100,34 @@ def _ensure_staging(cursor):
     cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} ({cols}) ON COMMIT DELETE ROWS")
 
 
+def _rollup_cte(name: str, model, key: tuple[str, ...]) -> str:
+    table = model._meta.db_table
+    key_cols = ", ".join(key)
+    key_exprs = ", ".join("COALESCE(team_id, 0)" if k == "team_id" else k for k in key)
+    extra = ("computed_cost", "reported_cost", "records", "unpriced_records", "unpriced_requests")
+    updates = ", ".join(f"{c} = {table}.{c} + EXCLUDED.{c}" for c in (*SUMMED, *extra))
+    positions = ", ".join(str(i) for i in range(1, len(key) + 2))
+    return f"""{name} AS (
+                INSERT INTO {table} (org_id, {key_cols}, {", ".join(SUMMED)}, {", ".join(extra)})
+                SELECT org_id, {key_exprs}, {", ".join(f"SUM({c})" for c in SUMMED)},
+                       SUM(COALESCE(computed_cost, 0)), SUM(COALESCE(reported_cost, 0)), COUNT(*),
+                       COUNT(*) FILTER (WHERE cost_basis = %(unpriced)s),
+                       COALESCE(SUM(requests) FILTER (WHERE cost_basis = %(unpriced)s), 0)
+                FROM ins
+                GROUP BY org_id, {key_exprs}
+                ORDER BY {positions}
+                ON CONFLICT (org_id, {key_cols}) DO UPDATE SET {updates}
+            )"""  # noqa: S608 - identifiers from model metadata
+
+
 def _insert_postgres(rows: list[dict]) -> set[str]:
     from psycopg.types.json import Jsonb
 
     record_table = UsageRecord._meta.db_table
-    rollup_table = DailyRollup._meta.db_table
     columns = ", ".join(RECORD_COLUMNS)
-    sums = ", ".join(f"SUM({c})" for c in SUMMED)
-    sum_cols = ", ".join(SUMMED)
-    updates = ", ".join(
-        f"{c} = {rollup_table}.{c} + EXCLUDED.{c}"
-        for c in (
-            *SUMMED,
-            "computed_cost",
-            "reported_cost",
-            "records",
-            "unpriced_records",
-            "unpriced_requests",
-        )
+    rollups = ",\n            ".join(
+        _rollup_cte(f"roll{i}", model, key) for i, (model, key) in enumerate(ROLLUPS)
     )
-    key_cols = ", ".join(ROLLUP_KEY)
     with connection.cursor() as cursor:
         _ensure_staging(cursor)
         cursor.execute(f"TRUNCATE {_STAGING}")
@@ -123,7 +136,7 @@ def _insert_postgres(rows: list[dict]) -> set[str]:
                 values = list(map(row.get, RECORD_COLUMNS))
                 values[_TAGS_AT] = Jsonb(row["tags"])
                 copy.write_row(values)
-        # Identifiers come from model metadata, values are parameters.
+        # Identifiers come from model metadata, values are parameters. Each rollup adds exactly the inserted rows.
         cursor.execute(
             f"""
             WITH ins AS (
@@ -131,21 +144,11 @@ def _insert_postgres(rows: list[dict]) -> set[str]:
                 SELECT {columns}, now() FROM {_STAGING}
                 ON CONFLICT (org_id, source, key) DO NOTHING
                 RETURNING {_RETURNED}
-            ), roll AS (
-                INSERT INTO {rollup_table} (org_id, {key_cols}, {sum_cols}, computed_cost, reported_cost, records,
-                                            unpriced_records, unpriced_requests)
-                SELECT org_id, day, COALESCE(team_id, 0), provider, model, feature, customer, {sums},
-                       SUM(COALESCE(computed_cost, 0)), SUM(COALESCE(reported_cost, 0)), COUNT(*),
-                       COUNT(*) FILTER (WHERE cost_basis = %s),
-                       COALESCE(SUM(requests) FILTER (WHERE cost_basis = %s), 0)
-                FROM ins
-                GROUP BY org_id, day, COALESCE(team_id, 0), provider, model, feature, customer
-                ORDER BY 1, 2, 3, 4, 5, 6, 7
-                ON CONFLICT (org_id, {key_cols}) DO UPDATE SET {updates}
-            )
+            ),
+            {rollups}
             SELECT key FROM ins
             """,  # noqa: S608
-            [BASIS_UNPRICED, BASIS_UNPRICED],
+            {"unpriced": BASIS_UNPRICED},
         )
         return {r[0] for r in cursor.fetchall()}
 
@@ -176,29 +179,30 @@ def _insert_generic(rows: list[dict]) -> set[str]:
 
 
 def rollup_add(org_id: int, rows: Iterable[dict], sign: int = 1) -> None:
-    """Adds (or with sign=-1 subtracts) rows to the rollup through the ORM. Used off the PostgreSQL hot path."""
-    deltas: dict[tuple, dict] = defaultdict(lambda: defaultdict(int))
-    for r in rows:
-        key = (r["day"], r.get("team_id") or 0, r["provider"], r["model"], r["feature"], r["customer"])
-        d = deltas[key]
-        for c in SUMMED:
-            d[c] += r[c]
-        d["computed_cost"] += r.get("computed_cost") or Decimal(0)
-        d["reported_cost"] += r.get("reported_cost") or Decimal(0)
-        d["records"] += 1
-        if r["cost_basis"] == BASIS_UNPRICED:
-            d["unpriced_records"] += 1
-            d["unpriced_requests"] += r["requests"]
-    for key in sorted(deltas, key=str):
-        delta = deltas[key]
-        lookup = dict(zip(ROLLUP_KEY, key, strict=True))
-        obj, _ = DailyRollup.objects.select_for_update().get_or_create(org_id=org_id, **lookup)
-        for field, value in delta.items():
-            setattr(obj, field, getattr(obj, field) + sign * value)
-        if obj.records <= 0:
-            obj.delete()  # nothing left in this group
-        else:
-            obj.save()
+    """Adds (or with sign=-1 subtracts) rows to every rollup through the ORM. Used off the PostgreSQL hot path."""
+    rows = list(rows)
+    for model, key_fields in ROLLUPS:
+        deltas: dict[tuple, dict] = defaultdict(lambda: defaultdict(int))
+        for r in rows:
+            key = tuple((r.get(k) or 0) if k == "team_id" else r[k] for k in key_fields)
+            d = deltas[key]
+            for c in SUMMED:
+                d[c] += r[c]
+            d["computed_cost"] += r.get("computed_cost") or Decimal(0)
+            d["reported_cost"] += r.get("reported_cost") or Decimal(0)
+            d["records"] += 1
+            if r["cost_basis"] == BASIS_UNPRICED:
+                d["unpriced_records"] += 1
+                d["unpriced_requests"] += r["requests"]
+        for key in sorted(deltas, key=str):
+            lookup = dict(zip(key_fields, key, strict=True))
+            obj, _ = model.objects.select_for_update().get_or_create(org_id=org_id, **lookup)
+            for field, value in deltas[key].items():
+                setattr(obj, field, getattr(obj, field) + sign * value)
+            if obj.records <= 0:
+                obj.delete()  # nothing left in this group
+            else:
+                obj.save()
 
 
 def delete_records(queryset) -> int:
@@ -225,39 +229,38 @@ def delete_records(queryset) -> int:
 
 
 def rollups_rebuild(org_id: int, start: date, end: date) -> int:
-    """Recomputes the rollup for [start, end) from the ledger. Off the hot path: re-pricing, re-attribution, syncs."""
-    DailyRollup.objects.filter(org_id=org_id, day__gte=start, day__lt=end).delete()
+    """Recomputes every rollup for [start, end) from the ledger. Off the hot path: re-pricing, re-attribution."""
     unpriced = Q(cost_basis=BASIS_UNPRICED)
-    aggregated = (
-        UsageRecord.objects.filter(org_id=org_id, day__gte=start, day__lt=end)
-        .values("day", "team_id", "provider", "model", "feature", "customer")
-        .annotate(
-            **{f"s_{c}": Sum(c) for c in SUMMED},
-            s_computed=Sum("computed_cost"),
-            s_reported=Sum("reported_cost"),
-            n=Count("id"),
-            n_unpriced=Count("id", filter=unpriced),
-            r_unpriced=Sum("requests", filter=unpriced),
+    written = 0
+    for model, key_fields in ROLLUPS:
+        model.objects.filter(org_id=org_id, day__gte=start, day__lt=end).delete()
+        aggregated = (
+            UsageRecord.objects.filter(org_id=org_id, day__gte=start, day__lt=end)
+            .values(*key_fields)
+            .annotate(
+                **{f"s_{c}": Sum(c) for c in SUMMED},
+                s_computed=Sum("computed_cost"),
+                s_reported=Sum("reported_cost"),
+                n=Count("id"),
+                n_unpriced=Count("id", filter=unpriced),
+                r_unpriced=Sum("requests", filter=unpriced),
+            )
+            .order_by()
         )
-        .order_by()
-    )
-    objs = [
-        DailyRollup(
-            org_id=org_id,
-            day=a["day"],
-            team_id=a["team_id"] or 0,
-            provider=a["provider"],
-            model=a["model"],
-            feature=a["feature"],
-            customer=a["customer"],
-            **{c: a[f"s_{c}"] for c in SUMMED},
-            computed_cost=a["s_computed"] or 0,
-            reported_cost=a["s_reported"] or 0,
-            records=a["n"],
-            unpriced_records=a["n_unpriced"],
-            unpriced_requests=a["r_unpriced"] or 0,
-        )
-        for a in aggregated
-    ]
-    DailyRollup.objects.bulk_create(objs, batch_size=1000)
-    return len(objs)
+        groups: dict[tuple, dict] = {}
+        for a in aggregated:  # team_id NULL and 0 are the same group (unattributed)
+            key = tuple((a[k] or 0) if k == "team_id" else a[k] for k in key_fields)
+            g = groups.setdefault(key, defaultdict(int))
+            for c in SUMMED:
+                g[c] += a[f"s_{c}"] or 0
+            g["computed_cost"] += a["s_computed"] or 0
+            g["reported_cost"] += a["s_reported"] or 0
+            g["records"] += a["n"]
+            g["unpriced_records"] += a["n_unpriced"]
+            g["unpriced_requests"] += a["r_unpriced"] or 0
+        objs = [
+            model(org_id=org_id, **dict(zip(key_fields, key, strict=True)), **g) for key, g in groups.items()
+        ]
+        model.objects.bulk_create(objs, batch_size=1000)
+        written += len(objs)
+    return written

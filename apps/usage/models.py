@@ -117,16 +117,9 @@ class UsageRecord(OrgOwnedModel):
         return self.uncached_input_tokens + self.cache_read_tokens + self.cache_write_tokens
 
 
-class DailyRollup(OrgOwnedModel):
-    """Spend per org-local day, team, provider, model, feature and customer. Kept current on every write."""
+class RollupSums(models.Model):
+    """What every rollup adds up."""
 
-    id = models.BigAutoField(primary_key=True)
-    day = models.DateField()
-    team_id = models.BigIntegerField(default=0, help_text="0 = unattributed")
-    provider = models.CharField(max_length=64)
-    model = models.CharField(max_length=128)
-    feature = models.CharField(max_length=128, default="")
-    customer = models.CharField(max_length=128, default="")
     records = models.BigIntegerField(default=0)
     requests = models.BigIntegerField(default=0)
     uncached_input_tokens = models.BigIntegerField(default=0)
@@ -144,6 +137,21 @@ class DailyRollup(OrgOwnedModel):
     unpriced_requests = models.BigIntegerField(default=0)
 
     class Meta:
+        abstract = True
+
+
+class DailyRollup(OrgOwnedModel, RollupSums):
+    """Spend per org-local day, team, provider, model, feature and customer. Kept current on every write."""
+
+    id = models.BigAutoField(primary_key=True)
+    day = models.DateField()
+    team_id = models.BigIntegerField(default=0, help_text="0 = unattributed")
+    provider = models.CharField(max_length=64)
+    model = models.CharField(max_length=128)
+    feature = models.CharField(max_length=128, default="")
+    customer = models.CharField(max_length=128, default="")
+
+    class Meta:
         constraints = [
             models.UniqueConstraint(
                 fields=["org", "day", "team_id", "provider", "model", "feature", "customer"],
@@ -151,6 +159,29 @@ class DailyRollup(OrgOwnedModel):
             )
         ]
         indexes = [models.Index(fields=["org", "day", "model"], name="usage_rollup_org_day_model")]
+
+    def __str__(self):
+        return f"{self.day} {self.provider}/{self.model}: {self.cost}"
+
+
+class DailyModelRollup(OrgOwnedModel, RollupSums):
+    """Spend per org-local day, provider and model: the coarse rollup that answers the most common questions
+    (spend per day and model, per provider) in a few thousand rows. Kept current on every write."""
+
+    id = models.BigAutoField(primary_key=True)
+    day = models.DateField()
+    provider = models.CharField(max_length=64)
+    model = models.CharField(max_length=128)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["org", "day", "provider", "model"], name="usage_model_rollup_key_unique"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.day} {self.provider}/{self.model}: {self.cost}"
 
 
 class AttributionRule(OrgOwnedModel):

@@ -4,10 +4,17 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models import F, Q, QuerySet, Sum
 
 from apps.orgs.models import Team
-from apps.usage.models import BASIS_UNPRICED, TAG_COLUMNS, TOKEN_FIELDS, DailyRollup, UsageRecord
+from apps.usage.models import (
+    BASIS_UNPRICED,
+    TAG_COLUMNS,
+    TOKEN_FIELDS,
+    DailyModelRollup,
+    DailyRollup,
+    UsageRecord,
+)
 
 ROLLUP_DIMENSIONS = ("day", "team", "provider", "model", "feature", "customer")
 RAW_ONLY_DIMENSIONS = ("task_id", "end_user", "environment", "service_tier", "source")
@@ -35,6 +42,12 @@ class SpendQuery:
         dims_ok = all(d in (*ROLLUP_DIMENSIONS, "month") for d in self.group_by)
         tags_ok = all(k in ("feature", "customer") for k, _ in self.tags)
         return dims_ok and tags_ok
+
+    @property
+    def uses_model_rollup(self) -> bool:
+        """Day/month × provider × model questions without team or tag filters: the coarse rollup answers them."""
+        dims_ok = all(d in ("day", "month", "provider", "model") for d in self.group_by)
+        return dims_ok and not self.tags and not self.teams and not self.unattributed
 
 
 def _filtered(qs, q: SpendQuery, *, rollup: bool):
@@ -65,7 +78,12 @@ def _aggregates():
 def spend_by(*, org, query: SpendQuery) -> dict:
     """{"groups": [...], "totals": {...}, "source": "rollup" or "ledger"} with Decimal costs (under "_cost")."""
     rollup = query.uses_rollup
-    base = DailyRollup.objects.for_org(org) if rollup else UsageRecord.objects.for_org(org)
+    if query.uses_model_rollup:
+        base, source = DailyModelRollup.objects.for_org(org), "model_rollup"
+    elif rollup:
+        base, source = DailyRollup.objects.for_org(org), "rollup"
+    else:
+        base, source = UsageRecord.objects.for_org(org), "ledger"
     qs = _filtered(base, query, rollup=rollup)
     fields = []
     for dim in query.group_by:
@@ -132,7 +150,7 @@ def spend_by(*, org, query: SpendQuery) -> dict:
     totals["input_tokens"] = (
         totals["uncached_input_tokens"] + totals["cache_read_tokens"] + totals["cache_write_tokens"]
     )
-    return {"groups": out, "totals": totals, "source": "rollup" if rollup else "ledger"}
+    return {"groups": out, "totals": totals, "source": source}
 
 
 def format_spend(result: dict) -> dict:
@@ -151,12 +169,12 @@ def ledger_list(*, org, query: SpendQuery) -> QuerySet[UsageRecord]:
 
 
 def unpriced_summary(*, org, start: date, end: date) -> list[dict]:
-    """Models with unpriced usage in the range: what a warning shows."""
+    """Models with unpriced usage in the range: what a warning shows. Read from the rollup, which counts them."""
     return list(
-        UsageRecord.objects.for_org(org)
-        .filter(cost_basis=BASIS_UNPRICED, day__gte=start, day__lt=end)
+        DailyModelRollup.objects.for_org(org)
+        .filter(day__gte=start, day__lt=end, unpriced_records__gt=0)
         .values("provider", "model")
-        .annotate(records=Count("id"), requests=Sum("requests"))
+        .annotate(records=Sum("unpriced_records"), requests=Sum("unpriced_requests"))
         .order_by("-requests")
     )
 

@@ -312,3 +312,90 @@ def test_day_is_the_orgs_local_day(org):
     org.save()
     ingest(org, [event(1, ts="2026-11-18T03:00:00Z")])  # 22:00 on the 17th in New York
     assert str(UsageRecord.objects.get(org=org).day) == "2026-11-17"
+
+
+def _by(model_qs, keys):
+    from collections import defaultdict
+
+    out = defaultdict(lambda: [0, 0])
+    for row in model_qs.values(*keys, "cost", "requests"):
+        k = tuple(row[x] for x in keys)
+        out[k][0] += row["cost"]
+        out[k][1] += row["requests"]
+    return {k: (v[0].quantize(Decimal("1e-6")), v[1]) for k, v in out.items()}
+
+
+def test_every_rollup_equals_the_ledger_through_every_write_path(org):
+    from datetime import date
+
+    from apps.catalog.services import override_create
+    from apps.usage import services
+    from apps.usage.models import DailyModelRollup
+
+    keys = ("day", "provider", "model")
+    ingest(
+        org,
+        [
+            event(i, ts=WHEN, model=m, cost=None if i % 2 else "0.5")
+            for i, m in enumerate(["gpt-4o-mini", "gpt-4.1", "gpt-4o-mini", "claude-haiku-4-5"])
+        ],
+    )
+    ingest(org, [event(1, ts=WHEN)])  # a duplicate adds nothing
+    services.usage_provider_rows_replace(
+        org=org,
+        connection_id=7,
+        endpoint="completions",
+        bucket_starts=[WHEN],
+        items=[
+            {
+                "provider": "openai",
+                "endpoint": "completions",
+                "bucket_start": WHEN,
+                "bucket_width": "1d",
+                "model_raw": "gpt-4.1",
+                "dimensions_key": "k1",
+                "counts": {
+                    "requests": 3,
+                    "input_tokens": 900,
+                    "cache_read_tokens": 0,
+                    "cache_write_tokens": 0,
+                    "output_tokens": 90,
+                },
+            }
+        ],
+    )
+    override_create(
+        org=org, provider="openai", discount_percent=Decimal("10"), effective_from=date(2026, 1, 1)
+    )
+    services.reprice_apply(
+        run=services.reprice_preview(org=org, start=date(2026, 11, 1), end=date(2026, 12, 1))
+    )
+    ledger = _by(UsageRecord.objects.filter(org=org), keys)
+    assert _by(DailyModelRollup.objects.filter(org=org), keys) == ledger
+    assert _by(DailyRollup.objects.filter(org=org), keys) == ledger
+    # the provider page replaced by an empty re-read disappears from both rollups
+    services.usage_provider_rows_replace(
+        org=org, connection_id=7, endpoint="completions", bucket_starts=[WHEN], items=[]
+    )
+    ledger = _by(UsageRecord.objects.filter(org=org), keys)
+    assert (
+        _by(DailyModelRollup.objects.filter(org=org), keys)
+        == ledger
+        == _by(DailyRollup.objects.filter(org=org), keys)
+    )
+
+
+def test_the_coarsest_rollup_that_can_answer_does(org):
+    from datetime import date
+
+    from apps.usage.selectors import SpendQuery, spend_by
+
+    ingest(org, [event(1, ts=WHEN, cost="1", tags={"feature": "f"})])
+    q = {"start": date(2026, 11, 1), "end": date(2026, 12, 1)}
+    assert spend_by(org=org, query=SpendQuery(**q, group_by=("day", "model")))["source"] == "model_rollup"
+    assert spend_by(org=org, query=SpendQuery(**q, group_by=("team",)))["source"] == "rollup"
+    assert (
+        spend_by(org=org, query=SpendQuery(**q, group_by=("model",), tags=(("feature", "f"),)))["source"]
+        == "rollup"
+    )
+    assert spend_by(org=org, query=SpendQuery(**q, group_by=("task_id",)))["source"] == "ledger"
