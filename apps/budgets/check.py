@@ -75,16 +75,22 @@ def config_version_key(org_id: int) -> str:
 
 def config_changed(org_id: int) -> None:
     """Budgets, teams or price overrides changed: every process reloads the org's check configuration."""
-    cache.delete(config_version_key(org_id))
+    try:
+        cache.delete(config_version_key(org_id))
+    except Exception:  # noqa: BLE001 - cache down: processes reload within CONFIG_TTL anyway
+        _CONFIG.clear()
 
 
 def _config(org) -> _OrgConfig:
     """Budgets, teams and prices of the org, kept per process for a few seconds and reloaded at once when they
     change (a version in the shared cache), so a check costs no database query for them."""
-    version = cache.get(config_version_key(org.pk))
-    if version is None:
-        cache.add(config_version_key(org.pk), uuid.uuid4().hex, timeout=None)
-        version = cache.get(config_version_key(org.pk)) or "none"
+    try:
+        version = cache.get(config_version_key(org.pk))
+        if version is None:
+            cache.add(config_version_key(org.pk), uuid.uuid4().hex, timeout=None)
+            version = cache.get(config_version_key(org.pk)) or "none"
+    except Exception:  # noqa: BLE001 - shared cache down: read the configuration fresh from the database
+        version = uuid.uuid4().hex
     now = time.monotonic()
     found = _CONFIG.get((org.pk, version))
     if found is None or now - found.loaded_at > CONFIG_TTL:

@@ -117,7 +117,10 @@ def usage_written(*, org, new_rows: list[dict], changed_days=()) -> None:
         counters.record(org, new_rows)
     if changed_days:
         counters.forget_days(org, changed_days)
-    _evaluate_soon(org.pk)
+    try:
+        _evaluate_soon(org.pk)
+    except Exception:  # noqa: BLE001 - broker or cache down: the usage is stored; the hourly run evaluates it
+        logger.warning("budget evaluation not queued for org %s (broker or cache unavailable)", org.pk)
 
 
 # --- evaluation ----------------------------------------------------------------------------------------------------

@@ -1,7 +1,10 @@
+import logging
 import time
 
 from django.core.cache import cache
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
+
+logger = logging.getLogger(__name__)
 
 
 class TokenRateThrottle(BaseThrottle):
@@ -26,12 +29,16 @@ class TokenRateThrottle(BaseThrottle):
         now = time.time()
         window = int(now // self.duration)
         key = f"throttle:{getattr(view, 'throttle_scope', self.scope)}:{ident}:{window}"
-        cache.add(key, 0, timeout=self.duration + 1)
         try:
-            count = cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.add(key, 1, timeout=self.duration + 1)
-            count = 1
+            cache.add(key, 0, timeout=self.duration + 1)
+            try:
+                count = cache.incr(key)
+            except ValueError:  # expired between add and incr
+                cache.add(key, 1, timeout=self.duration + 1)
+                count = 1
+        except Exception:  # noqa: BLE001 - the cache (Redis) is down: fail open, the API keeps answering
+            logger.warning("throttle cache unavailable; request not counted")
+            return True
         if count > self.num_requests:
             self.wait_seconds = (window + 1) * self.duration - now
             return False

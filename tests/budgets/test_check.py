@@ -200,3 +200,37 @@ def test_a_new_budget_applies_to_the_next_check_at_once(api, budgets):
     # the org has spent 135 this month: a new org-wide budget of 100 with a hard cap of 130 denies at once
     services.budget_create(org=org, name="Tight", amount=Decimal("100"), hard_cap=Decimal("130"))
     assert check(api, org, estimated_cost="5").json()["decision"] == "deny"
+
+
+def test_with_redis_down_the_check_and_ingest_still_answer(api, budgets, settings):
+    """Cache, broker and counters all on an unreachable Redis: answers come from the database, writes succeed."""
+    from django.core.cache import caches
+
+    org = budgets[0]
+    client = api(org, scopes=["check", "ingest"])
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
+        }
+    }
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    counters.reset_client()
+    try:
+        body = client.post(
+            "/api/v1/check",
+            {"provider": "openai", "model": "gpt-4o-mini", "team": "Support", "estimated_cost": "15"},
+            format="json",
+        )
+        assert body.status_code == 200, body.content
+        assert body.json()["source"] == "database" and body.json()["decision"] == "warn"
+        pushed = client.post(
+            "/api/v1/events",
+            {"events": [event(77, ts=datetime(2026, 11, 20, 9, tzinfo=UTC), cost="1")]},
+            format="json",
+        )
+        assert pushed.status_code == 200 and pushed.json()["accepted"] == 1
+    finally:
+        counters.reset_client()
+        caches["default"].close()
