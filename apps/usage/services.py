@@ -316,7 +316,12 @@ def usage_provider_rows_replace(
     removed = 0
     if starts:
         old = UsageRecord.objects.for_org(org).filter(
-            connection_id=connection_id, start_time__in=starts, key__startswith=f"{connection_id}:{endpoint}:"
+            connection_id=connection_id,
+            # the range lets the (org, connection, start_time) index do the work even on stale statistics
+            start_time__gte=starts[0],
+            start_time__lte=starts[-1],
+            start_time__in=starts,
+            key__startswith=f"{connection_id}:{endpoint}:",
         )
         removed = ledger.delete_records(old)
     rules, book = _org_rules(org), PriceBook(org)

@@ -446,3 +446,11 @@ def test_all_usage_endpoints_are_read_by_default():
     assert client.base_url == "https://api.openai.com"
     assert client.usage_endpoints == ("completions", *OTHER_ENDPOINTS)
     assert Counter(client.usage_endpoints).most_common(1)[0][1] == 1
+
+
+def test_costs_are_always_asked_in_daily_buckets_even_when_usage_is_hourly(server, http_settings):
+    serve_costs(server)  # the recorded query has bucket_width=1d: an hourly client must still match it
+    client = client_for(server, http_settings)
+    client.bucket_width = "1h"
+    rows = [row for page in client.fetch_costs(WINDOW) for row in page.rows]
+    assert rows and all(q.get("bucket_width") == "1d" for q in map(dict, requests_to(server, COSTS)))

@@ -226,11 +226,20 @@ class OpenAIClient(ProviderClient):
             )
             number = last + 1
 
-    def _page_getter(self, path: str, window: Window, group_by: tuple[str, ...], *, limit: int | None = None):
+    def _page_getter(
+        self,
+        path: str,
+        window: Window,
+        group_by: tuple[str, ...],
+        *,
+        limit: int | None = None,
+        bucket_width: str | None = None,
+    ):
         start, end = _unix_bounds(window)
+        width = bucket_width or self.bucket_width
 
         def get(token: str | None, number: int) -> Any:
-            params = [("start_time", start), ("end_time", end), ("bucket_width", self.bucket_width)]
+            params = [("start_time", start), ("end_time", end), ("bucket_width", width)]
             params += [("group_by", g) for g in group_by]
             params.append(("limit", str(limit or self.usage_page_limit)))
             if token:
@@ -277,7 +286,11 @@ class OpenAIClient(ProviderClient):
         return paginate(
             endpoint="costs",
             get_page=self._page_getter(
-                "/v1/organization/costs", window, ("project_id", "line_item"), limit=self.cost_page_limit
+                "/v1/organization/costs",
+                window,
+                ("project_id", "line_item"),
+                limit=self.cost_page_limit,
+                bucket_width="1d",  # the Costs API only has daily buckets, whatever the usage width
             ),
             parse_data=self._parse_cost_buckets,
             token=cursor or None,
