@@ -67,6 +67,14 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
+TASK_IDS: list[str] = []  # every task this run enqueued: their result keys are removed at the end
+
+
+def _terminate(signum, _frame):
+    """SIGTERM / SIGHUP: unwind through the finally blocks (stop the worker and the server, drop the database)."""
+    raise SystemExit(f"terminated by signal {signum}")
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -736,6 +744,7 @@ def phase_celery(label: str, connections, start, end, server: FakeServer, worker
     stats0 = table_stats()
     t0 = time.perf_counter()
     results = [connectors_sync_run.delay(run_id) for run_id in ids]
+    TASK_IDS.extend(r.id for r in results)
     deadline = time.monotonic() + args.phase_timeout
     while True:
         statuses = dict(SyncRun.objects.filter(pk__in=ids).values_list("pk", "status"))
@@ -794,6 +803,7 @@ def wait_for_worker(worker: Worker, timeout: float = 90.0) -> None:
             raise SystemExit(f"the Celery worker exited at start (log: {worker.log_path})")
         try:
             res = ping.delay()
+            TASK_IDS.append(res.id)
             if res.get(timeout=5) == "pong":
                 res.forget()
                 break
@@ -947,6 +957,7 @@ def redis_cleanup(queue: str) -> None:
 
         r = redis.Redis.from_url(REDIS_URL)
         keys = [queue, f"_kombu.binding.{queue}"] + list(r.scan_iter(match=f"*{queue}*"))
+        keys += [f"celery-task-meta-{task_id}" for task_id in TASK_IDS]
         if keys:
             r.delete(*keys)
     except Exception as exc:  # noqa: BLE001
@@ -993,6 +1004,8 @@ def main():
     if args.projects < args.concurrency:
         raise SystemExit("--projects must be at least --concurrency")
 
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
     started = datetime.now(UTC)
     command = " ".join([".venv/bin/python", "bench/sync.py", *sys.argv[1:]])
     os.environ["REDIS_URL"] = REDIS_URL  # before Django: .delay() goes to Redis, not eager
