@@ -3,6 +3,7 @@
 from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
+from apps.audit import api as audit_api
 from apps.budgets import api as budgets_api
 from apps.catalog import api as catalog_api
 from apps.connectors import api as connectors_api
@@ -17,6 +18,7 @@ usage_api.register(router)
 catalog_api.register(router)
 connectors_api.register(router)
 budgets_api.register(router)
+audit_api.register(router)
 
 urlpatterns = [
     path("org", orgs_api.OrgView.as_view(), name="org"),

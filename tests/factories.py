@@ -174,7 +174,22 @@ def _secret_channel(org):
     ]
 
 
+def _secret_audit_event(org):
+    from apps.audit import services as audit
+    from apps.audit.context import SYSTEM
+
+    return audit.record(
+        org=org,
+        action="budget.updated",
+        target_type="budget",
+        target_label=f"{SECRET} budget",
+        changes={"name": [f"{SECRET} old", f"{SECRET} new"]},
+        actor=SYSTEM,
+    )
+
+
 def _register_late_factories():
+    from apps.audit.models import AuditEvent
     from apps.budgets.models import Alert, AlertChannel, Budget
     from apps.catalog.models import PriceOverride
     from apps.connectors.models import ProviderConnection
@@ -190,6 +205,7 @@ def _register_late_factories():
     ORG_OWNED_FACTORIES[Budget] = _secret_budget
     ORG_OWNED_FACTORIES[Alert] = _secret_alert
     ORG_OWNED_FACTORIES[AlertChannel] = _secret_channel
+    ORG_OWNED_FACTORIES[AuditEvent] = _secret_audit_event
 
 
 _register_late_factories()

@@ -99,6 +99,7 @@ class AlertChannelViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
     mixins.DestroyModelMixin,
     OrgScopedViewSet,
 ):
@@ -107,6 +108,7 @@ class AlertChannelViewSet(
     queryset = AlertChannel.objects.all()
     serializer_class = AlertChannelSerializer
     scope_map = {"test": SCOPE_ADMIN}
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
@@ -114,6 +116,11 @@ class AlertChannelViewSet(
         channel, secret = services.channel_create(org=self.org, **serializer.validated_data)
         return Response(
             {**AlertChannelSerializer(channel).data, "secret": secret}, status=status.HTTP_201_CREATED
+        )
+
+    def perform_update(self, serializer):
+        serializer.instance = services.channel_update(
+            channel=serializer.instance, **serializer.validated_data
         )
 
     def perform_destroy(self, instance):

@@ -16,6 +16,7 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from apps.audit import services as audit
 from apps.budgets import anomalies, selectors
 from apps.budgets.models import Alert, AlertChannel, Budget, WebhookDelivery
 from apps.orgs.models import ApiToken, Team
@@ -81,6 +82,26 @@ def _clean_budget(budget: Budget) -> None:
     budget.full_clean()
 
 
+BUDGET_FIELDS = (
+    "name",
+    "scope",
+    "team",
+    "token",
+    "provider",
+    "model",
+    "tag_key",
+    "tag_value",
+    "period",
+    "custom_start",
+    "custom_end",
+    "amount",
+    "currency",
+    "thresholds",
+    "hard_cap",
+    "is_active",
+)
+
+
 @transaction.atomic
 def budget_create(*, org, **fields) -> Budget:
     fields.setdefault("thresholds", [50, 80, 100])
@@ -88,21 +109,38 @@ def budget_create(*, org, **fields) -> Budget:
     budget = Budget(org=org, currency="USD", **fields)
     _clean_budget(budget)
     budget.save()
+    audit.record(
+        org=org,
+        action="budget.created",
+        target=budget,
+        changes=audit.created(audit.snapshot(budget, BUDGET_FIELDS)),
+    )
     transaction.on_commit(lambda: _evaluate_now(org.pk))
     return budget
 
 
 @transaction.atomic
 def budget_update(*, budget: Budget, **fields) -> Budget:
+    before = audit.snapshot(budget, BUDGET_FIELDS)
     for name, value in fields.items():
         setattr(budget, name, value)
     _clean_budget(budget)
     budget.save()
+    changes = audit.diff(before, audit.snapshot(budget, BUDGET_FIELDS))
+    if changes:
+        audit.record(org=budget.org, action="budget.updated", target=budget, changes=changes)
     transaction.on_commit(lambda: _evaluate_now(budget.org_id))
     return budget
 
 
+@transaction.atomic
 def budget_delete(*, budget: Budget) -> None:
+    audit.record(
+        org=budget.org,
+        action="budget.deleted",
+        target=budget,
+        changes=audit.deleted(audit.snapshot(budget, BUDGET_FIELDS)),
+    )
     budget.delete()
 
 
@@ -293,6 +331,9 @@ def alert_acknowledge(*, alert: Alert, user) -> Alert:
 # --- channels and deliveries ---------------------------------------------------------------------------------------
 
 
+CHANNEL_FIELDS = ("kind", "name", "url", "slack_format", "is_active", "recipients")
+
+
 @transaction.atomic
 def channel_create(
     *,
@@ -324,10 +365,65 @@ def channel_create(
     if any(m.org_id != org.pk for m in members):
         raise ValidationError({"recipients": ["Recipients must be members of this organisation."]})
     channel.recipients.set(members)
+    audit.record(
+        org=org,
+        action="alert_channel.created",
+        target=channel,
+        changes=audit.created({**audit.snapshot(channel, CHANNEL_FIELDS), "secret": secret is not None}),
+    )
     return channel, secret
 
 
+@transaction.atomic
+def channel_update(
+    *,
+    channel: AlertChannel,
+    kind: str | None = None,
+    name: str | None = None,
+    recipients=None,
+    url: str | None = None,
+    slack_format: bool | None = None,
+    is_active: bool | None = None,
+) -> AlertChannel:
+    """Renames, pauses or re-points a channel. Its kind and signing secret stay as they are."""
+    if kind is not None and kind != channel.kind:
+        raise ValidationError({"kind": ["A channel's kind cannot change; create a new channel instead."]})
+    before = audit.snapshot(channel, CHANNEL_FIELDS)
+    if name is not None:
+        channel.name = name.strip()
+    if slack_format is not None:
+        channel.slack_format = slack_format
+    if is_active is not None:
+        channel.is_active = is_active
+    if url is not None and channel.kind == AlertChannel.WEBHOOK:
+        channel.url = url.strip()
+        if not channel.url:
+            raise ValidationError({"url": ["A webhook needs a URL."]})
+        try:
+            outbound.check_url(channel.url)
+        except outbound.RefusedURL as exc:
+            raise ValidationError({"url": [str(exc)]}) from exc
+    channel.full_clean()
+    channel.save()
+    if recipients is not None:
+        members = list(recipients)
+        if any(m.org_id != channel.org_id for m in members):
+            raise ValidationError({"recipients": ["Recipients must be members of this organisation."]})
+        channel.recipients.set(members)
+    changes = audit.diff(before, audit.snapshot(channel, CHANNEL_FIELDS))
+    if changes:
+        audit.record(org=channel.org, action="alert_channel.updated", target=channel, changes=changes)
+    return channel
+
+
+@transaction.atomic
 def channel_delete(*, channel: AlertChannel) -> None:
+    audit.record(
+        org=channel.org,
+        action="alert_channel.deleted",
+        target=channel,
+        changes=audit.deleted(audit.snapshot(channel, CHANNEL_FIELDS)),
+    )
     channel.delete()
 
 
@@ -426,6 +522,12 @@ def delivery_give_up(*, delivery: WebhookDelivery) -> None:
 def channel_send_test(*, channel: AlertChannel) -> WebhookDelivery | None:
     if channel.kind != AlertChannel.WEBHOOK:
         emails = [m.user.email for m in channel.recipients.select_related("user")]
+        audit.record(
+            org=channel.org,
+            action="alert_channel.tested",
+            target=channel,
+            changes={"sent_to": [None, emails]},
+        )
         send_mail(
             subject="[spendctl] Test alert",
             message="This address receives spendctl alerts.",
@@ -437,4 +539,12 @@ def channel_send_test(*, channel: AlertChannel) -> WebhookDelivery | None:
     if not webhook_attempt(delivery=delivery):
         delivery.status = WebhookDelivery.FAILED  # a test is sent once, never retried
         delivery.save(update_fields=["status"])
+    audit.record(
+        org=channel.org,
+        action="alert_channel.tested",
+        target=channel,
+        changes={
+            "delivery": [None, f"{delivery.status}: {delivery.last_error or delivery.last_status_code}"]
+        },
+    )
     return delivery

@@ -4,9 +4,23 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from apps.audit import services as audit
 from apps.catalog.models import PriceOverride
 
 RATE_FIELDS = ("input_mtok", "cache_read_mtok", "cache_write_mtok", "output_mtok")
+OVERRIDE_FIELDS = (
+    "provider",
+    "model",
+    "discount_percent",
+    *RATE_FIELDS,
+    "effective_from",
+    "effective_to",
+    "note",
+)
+
+
+def _label(o: PriceOverride) -> str:
+    return f"{o.provider}/{o.model or '*'} from {o.effective_from}"
 
 
 def _validate(o: PriceOverride):
@@ -42,6 +56,13 @@ def override_create(*, org, provider: str, effective_from: date, model: str = ""
     _validate(o)
     o.full_clean()
     o.save()
+    audit.record(
+        org=org,
+        action="price_override.created",
+        target=o,
+        target_label=_label(o),
+        changes=audit.created(audit.snapshot(o, OVERRIDE_FIELDS)),
+    )
     # A model that gets a price here prices its unpriced usage automatically.
     transaction.on_commit(lambda: usage_price_unpriced.delay(org.pk))
     return o
@@ -51,14 +72,32 @@ def override_create(*, org, provider: str, effective_from: date, model: str = ""
 def override_update(*, override: PriceOverride, **fields) -> PriceOverride:
     from apps.usage.tasks import usage_price_unpriced
 
+    before = audit.snapshot(override, OVERRIDE_FIELDS)
     for name, value in fields.items():
         setattr(override, name, value)
     _validate(override)
     override.full_clean()
     override.save()
+    changes = audit.diff(before, audit.snapshot(override, OVERRIDE_FIELDS))
+    if changes:
+        audit.record(
+            org=override.org,
+            action="price_override.updated",
+            target=override,
+            target_label=_label(override),
+            changes=changes,
+        )
     transaction.on_commit(lambda: usage_price_unpriced.delay(override.org_id))
     return override
 
 
+@transaction.atomic
 def override_delete(*, override: PriceOverride) -> None:
+    audit.record(
+        org=override.org,
+        action="price_override.deleted",
+        target=override,
+        target_label=_label(override),
+        changes=audit.deleted(audit.snapshot(override, OVERRIDE_FIELDS)),
+    )
     override.delete()

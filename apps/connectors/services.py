@@ -10,6 +10,7 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
+from apps.audit import services as audit
 from apps.connectors.models import ProviderConnection, ProviderCostRecord, SyncRun
 from apps.connectors.providers import registry
 from apps.connectors.providers.base import (
@@ -83,6 +84,10 @@ def _check_provider(provider: str):
         ) from exc
 
 
+# What the trail shows of a connection. The key itself never: "api_key" is masked to "[secret]".
+CONNECTION_FIELDS = ("provider", "label", "key_hint", "base_url", "is_active", "trailing_days")
+
+
 def connection_create(
     *, org, provider: str, label: str, api_key: str, base_url: str = "", user=None, test: bool = True
 ) -> ProviderConnection:
@@ -105,7 +110,14 @@ def connection_create(
     _check_base_url(connection.base_url)
     if test:
         _validate_key(connection, api_key)
-    connection.save()
+    with transaction.atomic():  # not around the provider call: no transaction is held open over the network
+        connection.save()
+        audit.record(
+            org=org,
+            action="connector.created",
+            target=connection,
+            changes=audit.created({**audit.snapshot(connection, CONNECTION_FIELDS), "api_key": True}),
+        )
     return connection
 
 
@@ -127,6 +139,7 @@ def connection_update(
     trailing_days: int | None = None,
 ) -> ProviderConnection:
     """Rotating the key keeps the connection's history; the new key is tested first."""
+    before = audit.snapshot(connection, CONNECTION_FIELDS)
     if label is not None:
         label = label.strip()
         clash = ProviderConnection.objects.for_org(connection.org).filter(label__iexact=label)
@@ -148,12 +161,30 @@ def connection_update(
         connection.status, connection.last_error = ProviderConnection.ACTIVE, ""
     elif base_url is not None and connection.is_active:
         _validate_key(connection, crypto.decrypt(connection.key_encrypted))
-    connection.save()
+    with transaction.atomic():
+        connection.save()
+        changes = audit.diff(before, audit.snapshot(connection, CONNECTION_FIELDS))
+        if api_key is not None:
+            action = "connector.key_rotated"
+            changes["api_key"] = [True, True]
+        elif set(changes) == {"is_active"}:
+            action = "connector.enabled" if connection.is_active else "connector.disabled"
+        else:
+            action = "connector.updated"
+        if changes:
+            audit.record(org=connection.org, action=action, target=connection, changes=changes)
     return connection
 
 
+@transaction.atomic
 def connection_delete(*, connection: ProviderConnection) -> None:
     """Removes the key and the run history; usage already in the ledger stays (it is what was spent)."""
+    audit.record(
+        org=connection.org,
+        action="connector.deleted",
+        target=connection,
+        changes=audit.deleted({**audit.snapshot(connection, CONNECTION_FIELDS), "api_key": True}),
+    )
     connection.delete()
 
 

@@ -16,6 +16,7 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from django.utils.text import slugify
 
+from apps.audit import services as audit
 from apps.orgs.models import ApiToken, Membership, Organization, Team
 from apps.orgs.permissions import OWNER, ROLES, SCOPE_ADMIN, SCOPE_VALUES, role_can
 from apps.orgs.selectors import user_by_email
@@ -50,14 +51,27 @@ def org_create(
     except IntegrityError as exc:
         raise ValidationError({"slug": ["An organisation with this slug already exists."]}) from exc
     Membership.objects.create(org=org, user=owner, role=OWNER)
+    audit.record(
+        org=org,
+        action="org.created",
+        target=org,
+        changes=audit.created({**audit.snapshot(org, ORG_FIELDS), "owner": owner.email}),
+    )
     return org
+
+
+ORG_FIELDS = ("name", "slug", "currency", "timezone")
 
 
 @transaction.atomic
 def org_update(*, org: Organization, name: str, currency: str, timezone_name: str) -> Organization:
+    before = audit.snapshot(org, ORG_FIELDS)
     org.name, org.currency, org.timezone = name.strip(), currency, timezone_name
     org.full_clean()
     org.save()
+    changes = audit.diff(before, audit.snapshot(org, ORG_FIELDS))
+    if changes:
+        audit.record(org=org, action="org.updated", target=org, changes=changes)
     return org
 
 
@@ -85,6 +99,9 @@ def user_get_or_create(*, email: str, password: str | None = None) -> UserResult
 # --- teams ---------------------------------------------------------------------------------------------------------
 
 
+TEAM_FIELDS = ("name", "description")
+
+
 def _team_name_taken(*, org, name: str, exclude_pk=None) -> bool:
     qs = Team.objects.for_org(org).filter(name__iexact=name.strip())
     if exclude_pk:
@@ -99,11 +116,15 @@ def team_create(*, org, name: str, description: str = "") -> Team:
     team = Team(org=org, name=name.strip(), description=description.strip())
     team.full_clean()
     team.save()
+    audit.record(
+        org=org, action="team.created", target=team, changes=audit.created(audit.snapshot(team, TEAM_FIELDS))
+    )
     return team
 
 
 @transaction.atomic
 def team_update(*, team: Team, name: str | None = None, description: str | None = None) -> Team:
+    before = audit.snapshot(team, TEAM_FIELDS)
     if name is not None:
         if _team_name_taken(org=team.org, name=name, exclude_pk=team.pk):
             raise ValidationError({"name": ["A team with this name already exists in this organisation."]})
@@ -112,10 +133,20 @@ def team_update(*, team: Team, name: str | None = None, description: str | None 
         team.description = description.strip()
     team.full_clean()
     team.save()
+    changes = audit.diff(before, audit.snapshot(team, TEAM_FIELDS))
+    if changes:
+        audit.record(org=team.org, action="team.updated", target=team, changes=changes)
     return team
 
 
+@transaction.atomic
 def team_delete(*, team: Team) -> None:
+    audit.record(
+        org=team.org,
+        action="team.deleted",
+        target=team,
+        changes=audit.deleted(audit.snapshot(team, TEAM_FIELDS)),
+    )
     team.delete()
 
 
@@ -142,6 +173,13 @@ def membership_invite(*, org, email: str, role: str, invited_by) -> Membership:
     if Membership.objects.for_org(org).filter(user=result.user).exists():
         raise ValidationError({"email": ["This person is already a member of this organisation."]})
     membership = Membership.objects.create(org=org, user=result.user, role=role)
+    audit.record(
+        org=org,
+        action="member.invited",
+        target=membership,
+        target_label=result.user.email,
+        changes={"email": [None, result.user.email], "role": [None, role]},
+    )
     is_new = result.password is not None
     if is_new:
         result.user.set_unusable_password()
@@ -174,8 +212,17 @@ def membership_role_set(*, membership: Membership, role: str, actor: Membership)
         raise PermissionDenied("Only an owner can grant or take away the owner role.")
     if membership.role == OWNER and role != OWNER and _owners_left(membership.org, excluding=membership) == 0:
         raise Conflict("An organisation needs at least one owner.", code="last_owner")
+    before = membership.role
     membership.role = role
     membership.save(update_fields=["role", "updated_at"])
+    if before != role:
+        audit.record(
+            org=membership.org,
+            action="member.role_changed",
+            target=membership,
+            target_label=membership.user.email,
+            changes={"role": [before, role]},
+        )
     return membership
 
 
@@ -186,6 +233,13 @@ def membership_remove(*, membership: Membership, actor: Membership) -> None:
         raise PermissionDenied("Only an owner can remove an owner.")
     if membership.role == OWNER and _owners_left(membership.org, excluding=membership) == 0:
         raise Conflict("An organisation needs at least one owner.", code="last_owner")
+    audit.record(
+        org=membership.org,
+        action="member.removed",
+        target=membership,
+        target_label=membership.user.email,
+        changes={"email": [membership.user.email, None], "role": [membership.role, None]},
+    )
     membership.delete()
 
 
@@ -228,18 +282,41 @@ def api_token_create(
     )
     token.full_clean()
     token.save()
+    audit.record(
+        org=org,
+        action="token.created",
+        target=token,
+        changes=audit.created(audit.snapshot(token, TOKEN_FIELDS)),
+    )
     return token, plaintext
 
 
+# What the trail shows of a token: never its hash or plaintext (the prefix identifies it).
+TOKEN_FIELDS = ("name", "prefix", "scopes", "team", "expires_at", "revoked_at")
+
+
+@transaction.atomic
 def api_token_rename(*, token: ApiToken, name: str) -> ApiToken:
+    before = token.name
     token.name = name.strip()
     token.full_clean()
     token.save(update_fields=["name", "updated_at"])
+    if before != token.name:
+        audit.record(
+            org=token.org, action="token.renamed", target=token, changes={"name": [before, token.name]}
+        )
     return token
 
 
+@transaction.atomic
 def api_token_revoke(*, token: ApiToken) -> ApiToken:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at", "updated_at"])
+        audit.record(
+            org=token.org,
+            action="token.revoked",
+            target=token,
+            changes={"revoked_at": [None, token.revoked_at]},
+        )
     return token

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from apps.audit import services as audit
 from apps.catalog import pricing
 from apps.catalog.selectors import PriceBook, normalise_model
 from apps.orgs.models import Team
@@ -353,10 +354,33 @@ def attribution_rule_create(*, org, kind: str, value: str, team, tag_key: str = 
     rule = AttributionRule(org=org, kind=kind, tag_key=tag_key, value=value, team=team, priority=priority)
     rule.full_clean()
     rule.save()
+    audit.record(
+        org=org,
+        action="attribution_rule.created",
+        target=rule,
+        target_label=_rule_label(rule),
+        changes=audit.created(audit.snapshot(rule, RULE_FIELDS)),
+    )
     return rule
 
 
+RULE_FIELDS = ("kind", "tag_key", "value", "team", "priority")
+
+
+def _rule_label(rule: AttributionRule) -> str:
+    match = f"{rule.tag_key}={rule.value}" if rule.tag_key else rule.value
+    return f"{rule.kind} {match} → {rule.team.name}"
+
+
+@transaction.atomic
 def attribution_rule_delete(*, rule: AttributionRule) -> None:
+    audit.record(
+        org=rule.org,
+        action="attribution_rule.deleted",
+        target=rule,
+        target_label=_rule_label(rule),
+        changes=audit.deleted(audit.snapshot(rule, RULE_FIELDS)),
+    )
     rule.delete()
 
 
