@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from apps.audit import services as audit
 from apps.budgets import anomalies, selectors
@@ -334,6 +335,7 @@ def alert_acknowledge(*, alert: Alert, user) -> Alert:
 CHANNEL_FIELDS = ("kind", "name", "url", "slack_format", "is_active", "recipients")
 
 
+@sensitive_variables("secret")
 @transaction.atomic
 def channel_create(
     *,
@@ -447,6 +449,7 @@ def alert_payload(alert: Alert, *, slack: bool) -> dict:
     }
 
 
+@sensitive_variables("secret")
 def sign(secret: str, timestamp: str, body: bytes) -> str:
     return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
 
@@ -474,6 +477,7 @@ def alert_notify(*, alert: Alert) -> None:
                 budgets_webhook_deliver.delay(delivery.pk)
 
 
+@sensitive_variables("headers")
 def webhook_attempt(*, delivery: WebhookDelivery) -> bool:
     """One POST. Records the outcome; never echoes the response body. True when delivered."""
     channel = delivery.channel

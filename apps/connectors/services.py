@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from apps.audit import services as audit
 from apps.connectors.models import ProviderConnection, ProviderCostRecord, SyncRun
@@ -33,6 +34,7 @@ MAX_WINDOW = timedelta(days=366)
 FIRST_SYNC_DAYS = 30
 
 
+@sensitive_variables()
 def redact(text: str, secret: str | None) -> str:
     """Never let a key into a message, even a provider's echo of it."""
     text = str(text)
@@ -48,6 +50,8 @@ CLIENT_OPTIONS: dict[str, dict] = {}
 HTTP_SETTINGS = None
 
 
+# Functions that hold a key hide their variables (and those of everything they call) from exception reports.
+@sensitive_variables()
 def _client(connection: ProviderConnection, api_key: str | None = None):
     cls = registry.get(connection.provider)
     key = api_key if api_key is not None else crypto.decrypt(connection.key_encrypted)
@@ -57,6 +61,7 @@ def _client(connection: ProviderConnection, api_key: str | None = None):
     return client
 
 
+@sensitive_variables()
 def _validate_key(connection: ProviderConnection, api_key: str) -> None:
     """'Test connection': one cheap call to the provider with the new key. Field errors, never the key itself."""
     try:
@@ -88,6 +93,7 @@ def _check_provider(provider: str):
 CONNECTION_FIELDS = ("provider", "label", "key_hint", "base_url", "is_active", "trailing_days")
 
 
+@sensitive_variables("api_key")
 def connection_create(
     *, org, provider: str, label: str, api_key: str, base_url: str = "", user=None, test: bool = True
 ) -> ProviderConnection:
@@ -129,6 +135,7 @@ def _check_base_url(url: str) -> None:
             raise ValidationError({"base_url": [str(exc)]}) from exc
 
 
+@sensitive_variables("api_key")
 def connection_update(
     *,
     connection: ProviderConnection,
@@ -330,6 +337,7 @@ def _commit_page(run: SyncRun, connection: ProviderConnection, page) -> None:
             setattr(run, field, getattr(locked, field))
 
 
+@sensitive_variables()
 def run_execute(*, run: SyncRun) -> SyncRun:
     """Runs (or resumes) a sync. Provider errors propagate after being recorded on the run; the task retries."""
     connection = run.connection
@@ -379,6 +387,7 @@ def run_execute(*, run: SyncRun) -> SyncRun:
     return run
 
 
+@sensitive_variables()
 def _record_failure(run: SyncRun, connection: ProviderConnection, exc: ProviderError, key: str) -> None:
     message = redact(exc.message, key)
     if isinstance(exc, MalformedPage):

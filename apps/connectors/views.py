@@ -7,6 +7,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.shortcuts import redirect
 from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.generic import TemplateView
 
 from apps.connectors import selectors, services
@@ -42,6 +44,7 @@ class _ConnectorsMixin(OrgViewMixin):
             raise PermissionDenied("Only owners and admins can change provider connections.")
 
 
+@method_decorator(sensitive_post_parameters("api_key"), name="post")
 class ConnectorsView(_ConnectorsMixin, TemplateView):
     template_name = "connectors/list.html"
 
@@ -70,6 +73,7 @@ class ConnectorsView(_ConnectorsMixin, TemplateView):
         return self.render_to_response(self.get_context_data(form=form), status=400)
 
 
+@method_decorator(sensitive_post_parameters("api_key"), name="post")
 class ConnectorDetailView(_ConnectorsMixin, TemplateView):
     template_name = "connectors/detail.html"
 

@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from django.utils.text import slugify
+from django.views.decorators.debug import sensitive_variables
 
 from apps.audit import services as audit
 from apps.orgs.models import ApiToken, Membership, Organization, Team
@@ -246,6 +247,7 @@ def membership_remove(*, membership: Membership, actor: Membership) -> None:
 # --- API tokens ----------------------------------------------------------------------------------------------------
 
 
+@sensitive_variables("plaintext")
 @transaction.atomic
 def api_token_create(
     *,

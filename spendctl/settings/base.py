@@ -228,6 +228,9 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums"],
 }
 
+# Exception reports hide secrets in serializers and dicts too (see spendctl/common/reporting.py).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "spendctl.common.reporting.SecretsExceptionReporterFilter"
+
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
@@ -235,7 +238,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},
+        # httpcore's DEBUG trace prints raw response headers, where a provider or proxy may echo the key back.
+        "httpcore": {"level": "INFO"},
+    },
 }
 
 # API tokens: the visible prefix that makes a leaked token recognisable (and greppable by secret scanners).
