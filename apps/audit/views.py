@@ -10,6 +10,23 @@ from apps.orgs.views import SettingsMixin
 PAGE_SIZE = 50
 
 
+def _shown(value) -> str:
+    if value is None or value == "" or value == []:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(_shown(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_shown(v)}" for k, v in value.items())
+    return str(value)
+
+
+def changes_display(changes: dict) -> list[tuple[str, str, str]]:
+    """{field: [before, after]} as (field, before, after) strings for the page."""
+    return [(field.replace("_", " "), _shown(pair[0]), _shown(pair[1])) for field, pair in changes.items()]
+
+
 class AuditLogView(SettingsMixin, TemplateView):
     template_name = "audit/log.html"
     settings_tab = "audit"
@@ -31,6 +48,8 @@ class AuditLogView(SettingsMixin, TemplateView):
             else selectors.audit_event_list(org=org).none()
         )
         page = Paginator(events, PAGE_SIZE).get_page(self.request.GET.get("page"))
+        for event in page.object_list:
+            event.changes_shown = changes_display(event.changes)
         query = self.request.GET.copy()
         query.pop("page", None)
         return super().get_context_data(

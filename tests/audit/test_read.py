@@ -171,3 +171,33 @@ def test_the_page_is_paginated(org, member_of):
     second = web.get(url, {"action": "team.created", "page": 2})
     labels = [e.target_label for e in second.context["page"].object_list]
     assert len(labels) == 5 and "T00" in labels
+
+
+def test_times_and_date_filters_follow_the_orgs_time_zone(org, member_of):
+    from datetime import UTC, datetime
+
+    org.timezone = "Asia/Tokyo"
+    org.save()
+    # 23:30 UTC on 1 March is 08:30 on 2 March in Tokyo
+    AuditEvent(
+        org=org,
+        actor_type="system",
+        actor_label="system",
+        action="team.created",
+        target_type="team",
+        created_at=datetime(2026, 3, 1, 23, 30, tzinfo=UTC),
+    ).save()
+    web = Client()
+    web.force_login(member_of(org, "owner"))
+    url = f"/o/{org.slug}/settings/audit/"
+    html = web.get(url, {"action": "team.created"}).content.decode()
+    assert "2 Mar 2026<br>08:30:00" in html
+    assert (
+        len(
+            web.get(url, {"action": "team.created", "start": "2026-03-02", "end": "2026-03-02"}).context[
+                "events"
+            ]
+        )
+        == 1
+    )
+    assert len(web.get(url, {"action": "team.created", "end": "2026-03-01"}).context["events"]) == 0
