@@ -73,11 +73,12 @@ def snapshot(obj, fields) -> dict:
 
 
 def diff(before: dict, after: dict) -> dict:
-    """Only what changed: {field: [before, after]}."""
+    """Only what changed: {field: [before, after]}. Equal values of different spelling (Decimal 5 and 5.00) are
+    not a change."""
     return {
         k: [before.get(k), after.get(k)]
         for k in sorted(set(before) | set(after))
-        if _plain(before.get(k)) != _plain(after.get(k))
+        if before.get(k) != after.get(k) and _plain(before.get(k)) != _plain(after.get(k))
     }
 
 

@@ -315,3 +315,37 @@ def test_deleting_an_org_or_a_user_leaves_its_trail(org, member_of):
     admin.delete()
     org.delete()
     assert set(AuditEvent.objects.filter(org_id=org_id).values_list("pk", flat=True)) == ids
+
+
+def test_diff_keeps_only_real_changes():
+    from decimal import Decimal
+
+    assert audit.diff({"amount": Decimal("5.00"), "name": "a"}, {"amount": Decimal("5"), "name": "a"}) == {}
+    assert audit.diff({"amount": Decimal("5.00"), "tags": [1]}, {"amount": Decimal("6"), "tags": [1, 2]}) == {
+        "amount": [Decimal("5.00"), Decimal("6")],
+        "tags": [[1], [1, 2]],
+    }
+
+
+def test_patching_a_channel_validates_like_creating_one(api, org):
+    from tests.helpers import assert_error
+
+    client = api(org)
+    hook = client.post(
+        "/api/v1/alert-channels",
+        {"kind": "webhook", "name": "Hook", "url": "https://example.test/h"},
+        format="json",
+    ).json()
+    url = f"/api/v1/alert-channels/{hook['id']}"
+    trail = Trail(org)
+    assert_error(client.patch(url, {"kind": "email"}, format="json"), 400, fields=["kind"])
+    assert_error(client.patch(url, {"url": ""}, format="json"), 400, fields=["url"])
+    assert_error(client.patch(url, {"nope": 1}, format="json"), 400, fields=["nope"])
+    trail.none()
+    assert client.put(url, {"name": "x"}, format="json").status_code == 405
+    answer = client.patch(url, {"url": "https://example.test/new", "slack_format": True}, format="json")
+    assert answer.status_code == 200 and answer.json()["secret"] is None
+    assert trail.one("alert_channel.updated").changes == {
+        "slack_format": [False, True],
+        "url": ["https://example.test/h", "https://example.test/new"],
+    }
