@@ -168,8 +168,12 @@ def connection_update(
         connection.status, connection.last_error = ProviderConnection.ACTIVE, ""
     elif base_url is not None and connection.is_active:
         _validate_key(connection, crypto.decrypt(connection.key_encrypted))
+    fields = ["label", "base_url", "is_active", "trailing_days", "updated_at"]
+    if api_key is not None:
+        fields += ["key_encrypted", "key_hint", "status", "last_error"]
     with transaction.atomic():
-        connection.save()
+        # Only what this call changes: a sync running meanwhile keeps its progress (synced_through, last sync).
+        connection.save(update_fields=fields)
         changes = audit.diff(before, audit.snapshot(connection, CONNECTION_FIELDS))
         if api_key is not None:
             action = "connector.key_rotated"

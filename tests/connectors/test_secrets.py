@@ -448,3 +448,21 @@ def test_rotating_a_key_keeps_the_history_and_the_next_sync_uses_the_new_key(
     assert [e.action for e in AuditEvent.objects.filter(action="connector.key_rotated")] == [
         "connector.key_rotated"
     ] * 2
+
+
+def test_rotating_a_key_while_a_sync_moves_on_keeps_the_syncs_progress(org):
+    from datetime import date
+
+    from django.utils import timezone
+
+    conn = services.connection_create(org=org, provider="sandbox", label="S", api_key="sandbox-key-0001")
+    stale = ProviderConnection.objects.get(
+        pk=conn.pk
+    )  # loaded by the page before a sync commits its progress
+    ProviderConnection.objects.filter(pk=conn.pk).update(
+        synced_through=date(2026, 11, 19), last_sync_at=timezone.now()
+    )
+    services.connection_update(connection=stale, api_key="sandbox-key-0002")
+    conn.refresh_from_db()
+    assert conn.synced_through == date(2026, 11, 19) and conn.last_sync_at is not None
+    assert crypto.decrypt(conn.key_encrypted) == "sandbox-key-0002" and conn.key_hint == "0002"
