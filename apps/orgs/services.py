@@ -244,6 +244,21 @@ def membership_remove(*, membership: Membership, actor: Membership) -> None:
     membership.delete()
 
 
+def membership_invites_accept(*, user) -> int:
+    """An invited person chose their first password (the invitation link): each org that invited them records it.
+    Returns how many memberships were accepted; 0 when the user already had a password (a plain reset)."""
+    memberships = list(Membership.objects.filter(user=user).select_related("org"))
+    for membership in memberships:
+        audit.record(
+            org=membership.org,
+            action="member.invite_accepted",
+            target=membership,
+            target_label=user.email,
+            changes={"password": [None, True]},
+        )
+    return len(memberships)
+
+
 # --- API tokens ----------------------------------------------------------------------------------------------------
 
 

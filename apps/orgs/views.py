@@ -3,8 +3,10 @@
 from datetime import timedelta
 
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -235,3 +237,15 @@ class TokenRevokeView(SettingsMixin, View):
         services.api_token_revoke(token=token)
         messages.success(request, f"Token “{token.name}” revoked. It stops working now.")
         return redirect(reverse("settings-tokens", kwargs={"org_slug": request.org.slug}))
+
+
+class InviteAwarePasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """Django's "set a new password" page, which is also where an invited person accepts (their first password)."""
+
+    def form_valid(self, form):
+        invited = not self.user.has_usable_password()
+        with transaction.atomic():
+            response = super().form_valid(form)
+            if invited:
+                services.membership_invites_accept(user=self.user)
+        return response

@@ -349,3 +349,39 @@ def test_patching_a_channel_validates_like_creating_one(api, org):
         "slack_format": [False, True],
         "url": ["https://example.test/h", "https://example.test/new"],
     }
+
+
+def test_an_invited_person_choosing_a_password_accepts_the_invitation(
+    org, member_of, django_capture_on_commit_callbacks
+):
+    import re
+
+    from django.core import mail
+
+    from apps.orgs.services import membership_invite
+
+    owner = member_of(org, "owner", user__email="owner@example.test")
+    with django_capture_on_commit_callbacks(execute=True):
+        membership_invite(org=org, email="newbie@example.test", role="member", invited_by=owner)
+    trail = Trail(org)
+    link = re.search(r"http://[^/]+(/accounts/password/reset/\S+/)", mail.outbox[-1].body).group(1)
+    web = Client(REMOTE_ADDR=IP)
+    form_url = web.get(link)["Location"]  # Django swaps the token for a session marker first
+    response = web.post(
+        form_url, {"new_password1": "a long new passphrase", "new_password2": "a long new passphrase"}
+    )
+    assert response.status_code == 302
+    event = trail.one("member.invite_accepted")
+    assert event.target_label == "newbie@example.test" and event.ip_address == IP
+    assert event.changes == {"password": [None, "[secret]"]}
+
+    # a later reset by someone who already has a password is not an acceptance
+    mail.outbox.clear()
+    web.post("/accounts/password/reset/", {"email": "newbie@example.test"})
+    link = re.search(r"http://[^/]+(/accounts/password/reset/\S+/)", mail.outbox[-1].body).group(1)
+    form_url = web.get(link)["Location"]
+    again = web.post(
+        form_url, {"new_password1": "another long passphrase", "new_password2": "another long passphrase"}
+    )
+    assert again.status_code == 302
+    trail.none()
