@@ -15,6 +15,7 @@ urlpatterns = [
     path("", include("apps.usage.urls")),
     path("", include("apps.connectors.urls")),
     path("", include("apps.budgets.urls")),
+    path("", include("apps.reports.urls")),
     path("", include("apps.orgs.urls")),
 ]
 
