@@ -19,6 +19,7 @@ from apps.orgs.models import Membership, Organization
 from apps.reports import selectors
 from apps.reports.models import MonthlyReport, ReportDelivery, ReportSettings, ReportSubscription
 from apps.reports.rendering import build_message, detail_csv
+from apps.reports.sections import add_months
 
 log = logging.getLogger(__name__)
 UNSUBSCRIBE_SALT = "reports.unsubscribe"
@@ -55,6 +56,20 @@ def report_generate(*, org, month: date, regenerate: bool = False) -> MonthlyRep
             )
     except IntegrityError:  # a concurrent task generated it first: theirs is the one
         return MonthlyReport.objects.for_org(org).get(month=month)
+
+
+def report_last_month_ensure(*, org, now=None) -> MonthlyReport | None:
+    """The last complete month's report, generated on first view (or by `manage.py demo`) when it had spend."""
+    from apps.usage.models import DailyModelRollup
+
+    local = (now or timezone.now()).astimezone(org.tz)
+    month = add_months(local.date().replace(day=1), -1)
+    report = MonthlyReport.objects.for_org(org).filter(month=month).first()
+    if report is None and (
+        DailyModelRollup.objects.for_org(org).filter(day__gte=month, day__lt=add_months(month, 1)).exists()
+    ):
+        report = report_generate(org=org, month=month)
+    return report
 
 
 def report_dispatch(*, report: MonthlyReport) -> list[int]:

@@ -5,7 +5,6 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.clickjacking import xframe_options_sameorigin
@@ -17,24 +16,7 @@ from apps.orgs.tenancy import OrgViewMixin
 from apps.reports import rendering, selectors, services
 from apps.reports.models import MonthlyReport, ReportDelivery
 from apps.reports.pdf import report_pdf
-from apps.reports.sections import add_months
 from apps.reports.tasks import deliver_all
-
-
-def ensure_last_month(org) -> MonthlyReport | None:
-    """The last complete month's report, generated on first view when the month had spend (the demo's path)."""
-    from apps.usage.models import DailyModelRollup
-
-    month = add_months(timezone.now().astimezone(org.tz).date().replace(day=1), -1)
-    report = MonthlyReport.objects.for_org(org).filter(month=month).first()
-    if (
-        report is None
-        and DailyModelRollup.objects.for_org(org)
-        .filter(day__gte=month, day__lt=add_months(month, 1))
-        .exists()
-    ):
-        report = services.report_generate(org=org, month=month)
-    return report
 
 
 class _ReportsMixin(OrgViewMixin):
@@ -53,7 +35,7 @@ class ReportListView(_ReportsMixin, TemplateView):
 
     def get_context_data(self, **kwargs):
         org = self.request.org
-        ensure_last_month(org)
+        services.report_last_month_ensure(org=org)
         reports = list(selectors.report_list(org=org))
         sent = {}
         for report_id, status in ReportDelivery.objects.for_org(org).values_list("report_id", "status"):

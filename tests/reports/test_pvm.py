@@ -38,7 +38,7 @@ def test_the_split_adds_up_exactly_whatever_the_figures():
     for _ in range(300):
         models = [f"m{i}" for i in range(rng.randint(1, 6))]
 
-        def side():
+        def side(models=models):
             return {
                 m: Line(rng.randint(0, 10**9), D(rng.randint(0, 10**13)) / D(10**10))
                 for m in models
