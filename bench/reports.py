@@ -242,7 +242,6 @@ def celery_phase(args, n_orgs: int) -> dict:
     from apps.orgs.models import Organization
     from apps.reports.models import ReportDelivery
     from apps.reports.tasks import report_generate_and_dispatch
-
     from spendctl.celery import app
 
     app.control.purge()  # leftovers of an interrupted run, in our own Redis database
