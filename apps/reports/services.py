@@ -4,14 +4,14 @@ delivery once, resend, subscriptions and the no-login unsubscribe."""
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import date, timedelta
 
 from django.conf import settings
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -24,6 +24,7 @@ from apps.reports.sections import add_months
 log = logging.getLogger(__name__)
 UNSUBSCRIBE_SALT = "reports.unsubscribe"
 MAX_EXTRA_RECIPIENTS = 50
+STUCK_AFTER = timedelta(minutes=10)
 
 
 class DeliveryFailed(Exception):
@@ -144,12 +145,14 @@ def delivery_send(*, delivery_id: int) -> str:
 
 
 def report_resend(*, report: MonthlyReport) -> list[int]:
-    """An admin's deliberate resend: every current recipient gets it again (their rows go back to pending)."""
+    """An admin's deliberate resend: every current recipient gets it again (their rows go back to pending), except
+    a row a worker claimed in the last few minutes (still in flight); one stuck in `sending` longer is resent."""
     ids = report_dispatch(report=report)
     emails = selectors.recipients(org=report.org)
+    in_flight = Q(status=ReportDelivery.SENDING, claimed_at__gt=timezone.now() - STUCK_AFTER)
     again = list(
         ReportDelivery.objects.filter(report=report, email__in=emails)
-        .exclude(status=ReportDelivery.SENDING)
+        .exclude(in_flight)
         .exclude(pk__in=ids)
         .values_list("pk", flat=True)
     )

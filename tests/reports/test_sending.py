@@ -111,6 +111,19 @@ def test_resend_sends_again_to_current_recipients(ledger_org, people, django_cap
         tasks.deliver_all(report, services.report_resend(report=report))
     assert len(mail.outbox) == 3
     assert ReportDelivery.objects.filter(report=report).count() == 3
+    # a row claimed a moment ago is in flight and left alone; one stuck in `sending` for long is resent
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    owner = ReportDelivery.objects.get(report=report, email="owner@acme.test")
+    cfo = ReportDelivery.objects.get(report=report, email="cfo@acme.test")
+    ReportDelivery.objects.filter(pk=owner.pk).update(status="sending", claimed_at=timezone.now())
+    ReportDelivery.objects.filter(pk=cfo.pk).update(
+        status="sending", claimed_at=timezone.now() - timedelta(hours=1)
+    )
+    assert owner.pk not in services.report_resend(report=report)
+    assert cfo.pk in services.report_resend(report=report)
 
 
 def test_due_at_eight_on_the_first_in_the_orgs_time_zone(ledger_org):
