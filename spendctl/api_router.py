@@ -8,6 +8,7 @@ from apps.budgets import api as budgets_api
 from apps.catalog import api as catalog_api
 from apps.connectors import api as connectors_api
 from apps.orgs import api as orgs_api
+from apps.reports import api as reports_api
 from apps.usage import api as usage_api
 from spendctl.common.api import api_not_found
 
@@ -19,6 +20,7 @@ catalog_api.register(router)
 connectors_api.register(router)
 budgets_api.register(router)
 audit_api.register(router)
+reports_api.register(router)
 
 urlpatterns = [
     path("org", orgs_api.OrgView.as_view(), name="org"),

@@ -16,6 +16,7 @@ urlpatterns = [
     path("", include("apps.connectors.urls")),
     path("", include("apps.budgets.urls")),
     path("", include("apps.audit.urls")),
+    path("", include("apps.reports.urls")),
     path("", include("apps.orgs.urls")),
 ]
 

@@ -188,12 +188,28 @@ def _secret_audit_event(org):
     )
 
 
+def _secret_report(org):
+    from datetime import UTC, date, datetime
+
+    from apps.reports.models import MonthlyReport
+
+    return MonthlyReport.objects.create(
+        org=org,
+        month=date(2026, 1, 1),
+        period="2026-01",
+        generated_at=datetime(2026, 2, 1, tzinfo=UTC),
+        data={"org_name": SECRET, "order": [], "sections": {"summary": {"current": "1", "note": SECRET}}},
+        detail_csv=f"day,team\n2026-01-01,{SECRET}\n",
+    )
+
+
 def _register_late_factories():
     from apps.audit.models import AuditEvent
     from apps.budgets.models import Alert, AlertChannel, Budget
     from apps.catalog.models import PriceOverride
     from apps.connectors.models import ProviderConnection
     from apps.orgs.models import ApiToken
+    from apps.reports.models import MonthlyReport
     from apps.usage.models import AttributionRule, RepriceRun, UsageRecord
 
     ORG_OWNED_FACTORIES[ApiToken] = _secret_token
@@ -206,6 +222,7 @@ def _register_late_factories():
     ORG_OWNED_FACTORIES[Alert] = _secret_alert
     ORG_OWNED_FACTORIES[AlertChannel] = _secret_channel
     ORG_OWNED_FACTORIES[AuditEvent] = _secret_audit_event
+    ORG_OWNED_FACTORIES[MonthlyReport] = _secret_report
 
 
 _register_late_factories()

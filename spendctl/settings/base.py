@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "apps.connectors",
     "apps.budgets",
     "apps.audit",
+    "apps.reports",
 ]
 
 MIDDLEWARE = [
@@ -134,6 +135,9 @@ CELERY_BEAT_SCHEDULE = {
     "connectors-sync-due": {"task": "connectors.sync_due", "schedule": crontab(minute=5)},
     # Hourly at :15: budgets, forecasts and anomalies are re-evaluated even when nothing was ingested.
     "budgets-evaluate-all": {"task": "budgets.evaluate_all", "schedule": crontab(minute=15)},
+    # Every 15 minutes: monthly reports for orgs that have passed the 1st of the month 08:00 in their own time
+    # zone and whose last month's report has not gone out (one task per recipient; each is sent once).
+    "reports-send-due": {"task": "reports.send_due", "schedule": crontab(minute="*/15")},
 }
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -48,6 +48,11 @@ def test_make_demo_loads_ninety_days_with_cached_batch_unpriced_usage_and_a_spik
     out = StringIO()
     call_command("demo", stdout=out)
     assert "already loaded" in out.getvalue() and records.count() == count
+    # Last month's report is ready to preview (issue #6).
+    from apps.reports.models import MonthlyReport
+
+    assert "Monthly report:" in out.getvalue()
+    assert MonthlyReport.objects.filter(org=org).count() == 1
     span = records.aggregate(first=Min("day"), last=Max("day"))
     assert (span["first"], span["last"]) == (today - timedelta(days=89), today)
     assert records.values("day").distinct().count() == 90

@@ -6,6 +6,7 @@ from apps.connectors.models import ProviderConnection, SyncRun
 from apps.orgs import services
 from apps.orgs.models import Membership, Organization
 from apps.orgs.permissions import FINANCE, OWNER
+from apps.reports import services as report_services
 from apps.usage.dashboard import has_usage
 from apps.usage.demo import load_demo_usage
 
@@ -48,6 +49,9 @@ class Command(BaseCommand):
         else:
             loaded = load_demo_usage(org)
             self.stdout.write(f"Demo usage: loaded {loaded['events']} events over {loaded['days']} days.")
+        report = report_services.report_last_month_ensure(org=org)
+        if report is not None:
+            self.stdout.write(f"Monthly report: {report.period} ready to preview under Reports.")
         if not ProviderConnection.objects.for_org(other).exists():
             # Globex pulls its usage from the sandbox provider: the connectors page shows real runs, no keys needed.
             connection = connector_services.connection_create(
