@@ -264,7 +264,7 @@ class TcpProxy:
     `cut()` closes every proxied connection at once (both sides see the socket die, as when a network path or a
     database server goes away). `arm_cut(pattern)` cuts all connections the moment a client sends bytes containing
     `pattern` (e.g. b"COPY": in the middle of an ingest transaction); with `forward=True` those bytes still reach the
-    server first and only its answer is lost (e.g. b"COMMIT": the client cannot know whether it committed).
+    server, which answers, and only its answer is lost (b"COMMIT": committed, but the client cannot know it).
     `refuse(True)` makes new connections fail until `refuse(False)`.
     """
 
@@ -305,9 +305,9 @@ class TcpProxy:
 
     def _pump(self, client: socket.socket, server: socket.socket) -> None:
         sel = selectors.DefaultSelector()
-        sel.register(client, selectors.EVENT_READ, server)
-        sel.register(server, selectors.EVENT_READ, client)
         try:
+            sel.register(client, selectors.EVENT_READ, server)
+            sel.register(server, selectors.EVENT_READ, client)
             while True:
                 for key, _ in sel.select(timeout=1.0):
                     src, dst = key.fileobj, key.data
@@ -317,8 +317,11 @@ class TcpProxy:
                     armed = self.armed
                     if src is client and armed is not None and armed[0] in data:
                         pattern, forward = armed
-                        if forward:
+                        if forward:  # the server gets it and answers; the answer never reaches the client
                             dst.sendall(data)
+                            dst.settimeout(5)
+                            with contextlib.suppress(OSError):
+                                dst.recv(65536)
                         self.armed = None
                         self.fired.set()
                         self.cut()
@@ -326,7 +329,7 @@ class TcpProxy:
                     dst.sendall(data)
                 if self.closed:
                     return
-        except OSError:
+        except (OSError, ValueError):  # a socket closed by cut() under our feet
             return
         finally:
             sel.close()
@@ -366,7 +369,7 @@ class TcpProxy:
         with self.lock:
             return len(self.pairs)
 
-    def close(self) -> None:
+    def stop(self) -> None:
         self.closed = True
         with contextlib.suppress(OSError):
             self.listener.close()
