@@ -107,7 +107,7 @@ class FakeOpenAI:
         self.lock = threading.Lock()
         self.log: list[tuple[str, int, int, str | None]] = []  # (path, start_time, bucket offset, fault)
         self.faults: dict[tuple[str, int], list[str]] = defaultdict(list)
-        # Closed after a fault is served when `hold_after_fault` is set: the next request waits until the test has
+        # Closed after the last queued fault of a page is served when `hold_after_fault` is set: the next request waits until the test has
         # looked at the run and calls release(); so a short retry countdown cannot hide the "retrying" state.
         self.hold_after_fault = False
         self.gate = threading.Event()
@@ -176,7 +176,7 @@ class FakeOpenAI:
             pending = self.faults.get((url.path, offset))
             fault = pending.pop(0) if pending else None
             self.log.append((url.path, start, offset, fault))
-            if fault and self.hold_after_fault:
+            if fault and self.hold_after_fault and not pending:  # the last queued fault of this page
                 self.gate.clear()
         if self.delay:
             time.sleep(self.delay)
