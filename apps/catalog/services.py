@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from apps.catalog.models import PriceOverride
+from spendctl.common.queue import enqueue
 
 RATE_FIELDS = ("input_mtok", "cache_read_mtok", "cache_write_mtok", "output_mtok")
 
@@ -43,7 +44,7 @@ def override_create(*, org, provider: str, effective_from: date, model: str = ""
     o.full_clean()
     o.save()
     # A model that gets a price here prices its unpriced usage automatically.
-    transaction.on_commit(lambda: usage_price_unpriced.delay(org.pk))
+    transaction.on_commit(lambda: enqueue(usage_price_unpriced, org.pk))
     return o
 
 
@@ -56,7 +57,7 @@ def override_update(*, override: PriceOverride, **fields) -> PriceOverride:
     _validate(override)
     override.full_clean()
     override.save()
-    transaction.on_commit(lambda: usage_price_unpriced.delay(override.org_id))
+    transaction.on_commit(lambda: enqueue(usage_price_unpriced, override.org_id))
     return override
 
 

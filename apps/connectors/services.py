@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from apps.connectors.models import ProviderConnection, ProviderCostRecord, SyncRun
@@ -410,10 +411,13 @@ def runs_due(*, now: datetime | None = None, local_hour: int = 2) -> list[SyncRu
 
 
 def runs_stalled(*, now: datetime | None = None, after: timedelta = timedelta(minutes=30)) -> list[SyncRun]:
-    """Runs whose worker vanished (no heartbeat): picked up again from their cursor."""
+    """Runs whose worker vanished (no heartbeat), and queued runs no worker ever started (the broker was down when
+    they were created): picked up again from their cursor."""
     now = now or timezone.now()
     return list(
-        SyncRun.objects.filter(status__in=[SyncRun.RUNNING, SyncRun.QUEUED], heartbeat_at__lt=now - after)
+        SyncRun.objects.filter(status__in=[SyncRun.RUNNING, SyncRun.QUEUED]).filter(
+            Q(heartbeat_at__lt=now - after) | Q(heartbeat_at__isnull=True, created_at__lt=now - after)
+        )
     )
 
 

@@ -41,7 +41,7 @@ class SyncHarness:
             LOG_LEVEL="INFO",
             **env,
         )
-        self.sender = Celery("faults-sender", broker=redis.url)
+        self.sender = Celery("faults-sender", broker=redis.url, set_as_current=False)
         self.workers: list[procs.CeleryWorker] = []
 
     def worker(self) -> procs.CeleryWorker:

@@ -13,8 +13,10 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from django.utils import timezone
 
 from apps.budgets import services as budget_services
+from apps.connectors import services as connection_services
 from apps.orgs.models import Organization
 from apps.usage.models import UsageRecord
 from tests.factories import OrganizationFactory, TeamFactory, make_token
@@ -247,6 +249,35 @@ def test_check_answers_stay_correct_through_a_redis_outage_and_counters_are_rebu
     with Load(app.url, token, threads=2) as load:
         procs.wait_until(lambda: load.count("database") >= 12, timeout=60, what="12 more database answers")
     assert set(assert_correct(load.answers, budget_map, new_spent)) == {"database"}
+    # Writes whose follow-up task cannot be queued (Redis is also the broker) still succeed: a budget (its
+    # evaluation waits for the hourly run) and a "sync now" (the run waits, queued, for the hourly recovery).
+    _, admin = make_token(org=org, scopes=["admin"])
+    admin_headers = {"Authorization": f"Bearer {admin}"}
+    t0 = time.monotonic()
+    r = httpx.post(
+        app.url + "/api/v1/budgets",
+        json={"name": "Mistral", "scope": "provider", "provider": "mistral", "amount": "5"},
+        headers=admin_headers,
+        timeout=30,
+    )
+    assert r.status_code == 201, r.text
+    assert time.monotonic() - t0 < 5  # not held up by the broker's reconnect loop
+    connection = connection_services.connection_create(
+        org=org,
+        provider="openai",
+        label="OpenAI",
+        api_key="sk-admin-x",
+        base_url="http://127.0.0.1:9",
+        test=False,
+    )
+    t0 = time.monotonic()
+    r = httpx.post(
+        app.url + f"/api/v1/connectors/{connection.pk}/sync", json={}, headers=admin_headers, timeout=30
+    )
+    assert time.monotonic() - t0 < 5
+    assert r.status_code == 202 and r.json()["status"] == "queued", r.text
+    later = timezone.now() + timedelta(minutes=31)
+    assert [run.pk for run in connection_services.runs_stalled(now=later)] == [r.json()["id"]]
 
     # 3. Redis comes back on the same port with the counters it had before the outage (stale: without the usage
     #    above). Answers come from Redis again, are right, and the rebuilt counters equal the database.
