@@ -5,6 +5,8 @@ the counters it had: stale ones), the app under gunicorn with 2 sync workers, an
 `POST /api/v1/check`. Every answer is compared with what the database says at that moment.
 """
 
+import os
+import signal
 import threading
 import time
 from collections import Counter, defaultdict
@@ -317,3 +319,41 @@ def test_check_answers_stay_correct_through_a_redis_outage_and_counters_are_rebu
         for body in BODIES
     ]
     assert set(assert_correct(answers, budget_map, final)) == {"redis"}
+
+
+def test_a_hung_redis_delays_checks_and_ingest_by_at_most_its_timeouts(
+    private_redis, started, counter_prefix
+):
+    """Redis stopped with SIGSTOP: connections open but nothing ever answers (a hung or partitioned server). The
+    check and ingest answer from the database within the client timeouts instead of waiting forever."""
+    org = OrganizationFactory(timezone="UTC")
+    support = TeamFactory(org=org, name="Support")
+    TeamFactory(org=org, name="Search")
+    budget = budget_services.budget_create(
+        org=org, name="Support", scope="team", team=support, amount=Decimal("3")
+    )
+    _, token = make_token(org=org, scopes=["ingest", "check"])
+    headers = {"Authorization": f"Bearer {token}"}
+    app = started(
+        procs.Gunicorn(
+            procs.app_env(
+                database_url=database_url(), redis_url=private_redis.url, counter_prefix=counter_prefix
+            )
+        )
+    )
+    body = BODIES[0]
+    r = httpx.post(app.url + "/api/v1/check", json=body, headers=headers, timeout=20)
+    assert r.status_code == 200 and r.json()["source"] == "redis", r.text
+    os.kill(private_redis.process.pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        r = httpx.post(app.url + "/api/v1/events", json={"events": events(0, 4)}, headers=headers, timeout=20)
+        assert r.status_code == 200 and r.json()["accepted"] == 4, r.text
+        for _ in range(4):  # both workers, each with its own connections to the hung server
+            r = httpx.post(app.url + "/api/v1/check", json=body, headers=headers, timeout=20)
+            assert r.status_code == 200 and r.json()["source"] == "database", r.text
+            spent = {b["id"]: Decimal(b["spent"]) for b in r.json()["budgets"]}
+            assert spent[budget.pk] == expected_spent(org, [budget])[budget.pk]
+        assert time.monotonic() - t0 < 15, "requests waited on the hung Redis"
+    finally:
+        os.kill(private_redis.process.pid, signal.SIGCONT)
