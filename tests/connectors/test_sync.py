@@ -340,5 +340,10 @@ def test_stalled_recovery_takes_runs_whose_worker_died_and_runs_no_worker_ever_g
     )  # a worker took it, then died
     assert services.runs_stalled(now=now + timedelta(minutes=29)) == []
     assert [r.pk for r in services.runs_stalled(now=now + timedelta(minutes=31))] == [run.pk]
+    SyncRun.objects.filter(pk=run.pk).update(
+        status="retrying"
+    )  # waiting for its retry (backoff up to 30 min)
+    assert services.runs_stalled(now=now + timedelta(minutes=31)) == []
+    assert [r.pk for r in services.runs_stalled(now=now + timedelta(hours=2, minutes=1))] == [run.pk]  # lost
     SyncRun.objects.filter(pk=run.pk).update(status="succeeded")
     assert services.runs_stalled(now=now + timedelta(days=1)) == []
