@@ -17,6 +17,14 @@ logger = logging.getLogger(__name__)
 # Seconds a client should wait before retrying when the database is unreachable (a dropped connection, a restart,
 # a fail-over): long enough not to hammer it, short enough that a retried ingest batch is not held up for long.
 DATABASE_RETRY_AFTER = 5
+# Connection-level database errors: Django's, and psycopg's own for code that uses a raw psycopg cursor (COPY).
+_DATABASE_GONE: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+try:
+    import psycopg
+
+    _DATABASE_GONE += (psycopg.OperationalError, psycopg.InterfaceError)
+except ImportError:  # pragma: no cover - psycopg is a dependency; SQLite-only installs still have it
+    pass
 
 _CODES = {
     400: "invalid",
@@ -73,7 +81,7 @@ def _database_unavailable(exc, context) -> Response:
 
 
 def exception_handler(exc, context):
-    if isinstance(exc, OperationalError | InterfaceError):
+    if isinstance(exc, _DATABASE_GONE):
         return _database_unavailable(exc, context)
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status)
