@@ -227,16 +227,16 @@ def test_check_answers_stay_correct_through_a_redis_outage_and_counters_are_rebu
 
     # 1. Under load, Redis is SIGKILLed: answers switch to the database, none is wrong, none is an error.
     with Load(app.url, token) as load:
-        procs.wait_until(lambda: load.count("redis") >= 40, timeout=60, what="40 answers from the Redis path")
+        procs.wait_until(lambda: load.count("redis") >= 24, timeout=60, what="24 answers from the Redis path")
         private_redis.kill()
         killed_at = time.monotonic()
         procs.wait_until(
-            lambda: load.count("database", since=killed_at) >= 40,
+            lambda: load.count("database", since=killed_at) >= 24,
             timeout=60,
-            what="40 answers from the database",
+            what="24 answers from the database",
         )
     sources = assert_correct(load.answers, budget_map, spent)
-    assert sources["redis"] >= 40 and sources["database"] >= 40, sources
+    assert sources["redis"] >= 24 and sources["database"] >= 24, sources
     epoch_before = Organization.objects.get(pk=org.pk).counter_epoch
 
     # 2. Usage arrives while Redis is down: stored, and the very next checks (from the database) include it.
@@ -288,9 +288,9 @@ def test_check_answers_stay_correct_through_a_redis_outage_and_counters_are_rebu
     stale_keys = [k.decode() for k in private_redis.client().keys(f"{counter_prefix}:{org.pk}:*")]
     assert stale_keys, "the restarted Redis should have kept the pre-outage counters"
     with Load(app.url, token) as load:
-        procs.wait_until(lambda: load.count("redis") >= 40, timeout=60, what="40 answers from Redis again")
+        procs.wait_until(lambda: load.count("redis") >= 24, timeout=60, what="24 answers from Redis again")
     sources = assert_correct(load.answers, budget_map, new_spent)
-    assert sources["redis"] >= 40, sources
+    assert sources["redis"] >= 24, sources
     today = datetime.now(UTC).date()
     epoch = Organization.objects.get(pk=org.pk).counter_epoch
     live = f"{counter_prefix}:{org.pk}:{epoch}:{today:%Y%m%d}"
