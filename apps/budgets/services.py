@@ -22,6 +22,7 @@ from apps.budgets import anomalies, selectors
 from apps.budgets.models import Alert, AlertChannel, Budget, WebhookDelivery
 from apps.orgs.models import ApiToken, Team
 from spendctl.common import crypto, outbound
+from spendctl.common.queue import enqueue
 
 logger = logging.getLogger(__name__)
 WEBHOOK_TIMEOUT = httpx.Timeout(5.0, connect=3.0)
@@ -168,7 +169,7 @@ def usage_written(*, org, new_rows: list[dict], changed_days=()) -> None:
 def _evaluate_now(org_id: int) -> None:
     from apps.budgets.tasks import budgets_evaluate
 
-    budgets_evaluate.delay(org_id)
+    enqueue(budgets_evaluate, org_id)
 
 
 def _evaluate_soon(org_id: int) -> None:

@@ -6,6 +6,7 @@ from django.db import transaction
 
 from apps.audit import services as audit
 from apps.catalog.models import PriceOverride
+from spendctl.common.queue import enqueue
 
 RATE_FIELDS = ("input_mtok", "cache_read_mtok", "cache_write_mtok", "output_mtok")
 OVERRIDE_FIELDS = (
@@ -64,7 +65,7 @@ def override_create(*, org, provider: str, effective_from: date, model: str = ""
         changes=audit.created(audit.snapshot(o, OVERRIDE_FIELDS)),
     )
     # A model that gets a price here prices its unpriced usage automatically.
-    transaction.on_commit(lambda: usage_price_unpriced.delay(org.pk))
+    transaction.on_commit(lambda: enqueue(usage_price_unpriced, org.pk))
     return o
 
 
@@ -87,7 +88,7 @@ def override_update(*, override: PriceOverride, **fields) -> PriceOverride:
             target_label=_label(override),
             changes=changes,
         )
-    transaction.on_commit(lambda: usage_price_unpriced.delay(override.org_id))
+    transaction.on_commit(lambda: enqueue(usage_price_unpriced, override.org_id))
     return override
 
 

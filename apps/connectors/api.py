@@ -21,6 +21,7 @@ from apps.connectors.tasks import connectors_sync_run
 from apps.orgs.permissions import SCOPE_ADMIN
 from apps.orgs.tenancy import OrgScopedViewSet
 from spendctl.common.api import Pagination
+from spendctl.common.queue import enqueue
 
 
 class ConnectorViewSet(
@@ -64,7 +65,7 @@ class ConnectorViewSet(
         kind = SyncRun.BACKFILL if start else SyncRun.MANUAL
         with transaction.atomic():
             run = services.run_create(connection=connection, kind=kind, start=start, end=end)
-            transaction.on_commit(lambda: connectors_sync_run.delay(run.pk))
+            transaction.on_commit(lambda: enqueue(connectors_sync_run, run.pk))
         run.refresh_from_db()
         return Response(SyncRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 

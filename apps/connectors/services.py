@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -453,11 +454,21 @@ def runs_due(*, now: datetime | None = None, local_hour: int = 2) -> list[SyncRu
     return created
 
 
+# A run waiting for its retry longer than this lost the retry (the broker lost it): the longest backoff is 30 min.
+RETRY_LOST_AFTER = timedelta(hours=2)
+
+
 def runs_stalled(*, now: datetime | None = None, after: timedelta = timedelta(minutes=30)) -> list[SyncRun]:
-    """Runs whose worker vanished (no heartbeat): picked up again from their cursor."""
+    """Runs whose worker vanished (no heartbeat), queued runs no worker ever started (the broker was down when they
+    were created) and retrying runs whose retry never came (the broker lost it): picked up again from their
+    cursor."""
     now = now or timezone.now()
     return list(
-        SyncRun.objects.filter(status__in=[SyncRun.RUNNING, SyncRun.QUEUED], heartbeat_at__lt=now - after)
+        SyncRun.objects.filter(
+            Q(status__in=[SyncRun.RUNNING, SyncRun.QUEUED], heartbeat_at__lt=now - after)
+            | Q(status=SyncRun.QUEUED, heartbeat_at__isnull=True, created_at__lt=now - after)
+            | Q(status=SyncRun.RETRYING, heartbeat_at__lt=now - max(after, RETRY_LOST_AFTER))
+        )
     )
 
 

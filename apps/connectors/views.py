@@ -19,13 +19,14 @@ from apps.orgs.permissions import role_can
 from apps.orgs.tenancy import OrgViewMixin
 from apps.orgs.views import apply_to_form
 from spendctl.common.exceptions import ApplicationError
+from spendctl.common.queue import enqueue
 
 
 def _start_run(request, connection, **window):
     try:
         with transaction.atomic():
             run = services.run_create(connection=connection, **window)
-            transaction.on_commit(lambda: connectors_sync_run.delay(run.pk))
+            transaction.on_commit(lambda: enqueue(connectors_sync_run, run.pk))
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
         return None

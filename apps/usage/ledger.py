@@ -131,7 +131,13 @@ def _insert_postgres(rows: list[dict]) -> set[str]:
     with connection.cursor() as cursor:
         _ensure_staging(cursor)
         cursor.execute(f"TRUNCATE {_STAGING}")
-        with cursor.cursor.copy(f"COPY {_STAGING} ({columns}) FROM STDIN") as copy:
+        # The raw psycopg cursor bypasses Django's error wrapping: without it a connection dropped during the COPY
+        # escapes as psycopg.OperationalError (a 500 instead of the API's 503) and Django never learns that this
+        # connection is broken, so it would be kept for the next request.
+        with (
+            connection.wrap_database_errors,
+            cursor.cursor.copy(f"COPY {_STAGING} ({columns}) FROM STDIN") as copy,
+        ):
             for row in rows:
                 values = list(map(row.get, RECORD_COLUMNS))
                 values[_TAGS_AT] = Jsonb(row["tags"])

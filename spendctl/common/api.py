@@ -1,7 +1,10 @@
 """API conventions shared by every app: the one error shape, pagination, strict input."""
 
+import logging
+
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
@@ -9,6 +12,19 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from spendctl.common.exceptions import ApplicationError
+
+logger = logging.getLogger(__name__)
+# Seconds a client should wait before retrying when the database is unreachable (a dropped connection, a restart,
+# a fail-over): long enough not to hammer it, short enough that a retried ingest batch is not held up for long.
+DATABASE_RETRY_AFTER = 5
+# Connection-level database errors: Django's, and psycopg's own for code that uses a raw psycopg cursor (COPY).
+_DATABASE_GONE: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+try:
+    import psycopg
+
+    _DATABASE_GONE += (psycopg.OperationalError, psycopg.InterfaceError)
+except ImportError:  # pragma: no cover - psycopg is a dependency; SQLite-only installs still have it
+    pass
 
 _CODES = {
     400: "invalid",
@@ -21,6 +37,7 @@ _CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     429: "throttled",
+    503: "unavailable",
 }
 
 
@@ -45,7 +62,27 @@ def _flatten_value(value):
     return [str(value)]
 
 
+def _database_unavailable(exc, context) -> Response:
+    """The database went away (connection dropped, refused, server restarting). Nothing was half-written: every
+    write is one transaction, rolled back by the server when its connection dies. The client may retry."""
+    request = context.get("request")
+    logger.error(
+        "database unavailable during %s %s (%s)",
+        getattr(request, "method", "?"),
+        getattr(request, "path", "?"),
+        type(exc).__name__,
+    )
+    response = Response(
+        error_body("unavailable", "The service is briefly unavailable; retry the request shortly."),
+        status=status.HTTP_503_SERVICE_UNAVAILABLE,
+    )
+    response["Retry-After"] = str(DATABASE_RETRY_AFTER)
+    return response
+
+
 def exception_handler(exc, context):
+    if isinstance(exc, _DATABASE_GONE):
+        return _database_unavailable(exc, context)
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status)
     if isinstance(exc, DjangoValidationError):

@@ -323,3 +323,27 @@ def test_another_orgs_connection_is_a_404(api, org, other_org, connection):
     assert_error(intruder.get(f"/api/v1/connectors/{connection.pk}"), 404)
     assert_error(intruder.post(f"/api/v1/connectors/{connection.pk}/sync", {}, format="json"), 404)
     assert_error(intruder.get(f"/api/v1/connectors/{connection.pk}/runs"), 404)
+
+
+def test_stalled_recovery_takes_runs_whose_worker_died_and_runs_no_worker_ever_got(org, connection):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    now = timezone.now()
+    run = services.run_create(connection=connection, kind="manual")  # queued; the broker never delivered it
+    assert run.heartbeat_at is None
+    assert services.runs_stalled(now=now) == []
+    assert [r.pk for r in services.runs_stalled(now=now + timedelta(minutes=31))] == [run.pk]
+    SyncRun.objects.filter(pk=run.pk).update(
+        status="running", heartbeat_at=now
+    )  # a worker took it, then died
+    assert services.runs_stalled(now=now + timedelta(minutes=29)) == []
+    assert [r.pk for r in services.runs_stalled(now=now + timedelta(minutes=31))] == [run.pk]
+    SyncRun.objects.filter(pk=run.pk).update(
+        status="retrying"
+    )  # waiting for its retry (backoff up to 30 min)
+    assert services.runs_stalled(now=now + timedelta(minutes=31)) == []
+    assert [r.pk for r in services.runs_stalled(now=now + timedelta(hours=2, minutes=1))] == [run.pk]  # lost
+    SyncRun.objects.filter(pk=run.pk).update(status="succeeded")
+    assert services.runs_stalled(now=now + timedelta(days=1)) == []
