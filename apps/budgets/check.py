@@ -379,31 +379,38 @@ def _rollup_filter(budget: Budget) -> Q | None:
 
 
 def _spent_db(config: _OrgConfig, budgets: list, today: date) -> dict[int, Decimal]:
-    """Spend per budget from the database: one aggregate over the daily rollup with a filtered SUM per budget (its
-    scope and its period), one over the ledger for token budgets, and spend_by for other tags."""
-    from apps.usage.models import DailyRollup, UsageRecord
+    """Spend per budget from the database, one query per table with a filtered SUM per budget (its scope and its
+    period): the day × provider × model rollup for org, provider and model budgets, the fine daily rollup for team
+    and feature/customer budgets, the ledger for token budgets; spend_by for other tags."""
+    from apps.usage.models import DailyModelRollup, DailyRollup, UsageRecord
 
     org = config.org
     stop = today + timedelta(days=1)
     out: dict[int, Decimal] = {}
-    rollup, ledger = {}, {}
+    queries: dict = {DailyModelRollup: {}, DailyRollup: {}, UsageRecord: {}}
+    first: dict = {}
     for b in budgets:
         start, end = config.period(b, today)
         days = Q(day__gte=start, day__lt=min(end, stop))
         where = _rollup_filter(b)
         if where is not None:
-            rollup[f"b{b.pk}"] = Sum("cost", filter=days & where)
+            model = DailyModelRollup if b.scope in _COARSE else DailyRollup
         elif b.scope == Budget.SCOPE_TOKEN:
-            ledger[f"b{b.pk}"] = Sum("cost", filter=days & Q(token_id=b.token_id))
+            model, where = UsageRecord, Q(token_id=b.token_id)
         else:
             out[b.pk] = sum(scope_daily(b, start, min(end, stop)).values(), Decimal(0))
-    first = min((config.period(b, today)[0] for b in budgets), default=today)
-    for model, aggregates in ((DailyRollup, rollup), (UsageRecord, ledger)):
+            continue
+        queries[model][f"b{b.pk}"] = Sum("cost", filter=days & where)
+        first[model] = min(first.get(model, start), start)
+    for model, aggregates in queries.items():
         if aggregates:
-            row = model.objects.for_org(org).filter(day__gte=first, day__lt=stop).aggregate(**aggregates)
-            for name, value in row.items():
+            qs = model.objects.for_org(org).filter(day__gte=first[model], day__lt=stop)
+            for name, value in qs.aggregate(**aggregates).items():
                 out[int(name[1:])] = value or Decimal(0)
     return out
+
+
+_COARSE = (Budget.SCOPE_ORG, Budget.SCOPE_PROVIDER, Budget.SCOPE_MODEL)
 
 
 # --- the answer as CheckResultSerializer writes it, without building serializers per request -------------------
