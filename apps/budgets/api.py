@@ -217,8 +217,8 @@ class CheckView(OrgScopedAPIView):
                     gate = self._reauthenticate(request, gate)
             except RateLimited as exc:
                 raise exceptions.Throttled(wait=max(1.0, exc.wait)) from None
-        else:  # the org kept changing under us: answer from the database
-            counters.failed()
+        else:  # the org kept changing under us: this worker answers from the database for a moment
+            counters.failed(force=True)
             result = preflight_check(
                 org=self.org,
                 token=request.api_token,

@@ -114,10 +114,11 @@ def reset_client() -> None:
     _scripts.clear()
 
 
-def failed() -> None:
-    """Redis failed under us: drop the connection and open the breaker."""
+def failed(*, force: bool = False) -> None:
+    """Redis failed under us (call it from the except block): drop the connection; the breaker opens if Redis could
+    not be reached, or when forced."""
     global _client
-    redis_client.mark_down()
+    redis_client.mark_down(force=force)
     _client = None
     _scripts.clear()
 

@@ -2,10 +2,11 @@
 
 Django's RedisCache builds a new redis.Redis object on every call (about 0.5 ms of CPU each with redis-py 5), so the
 pre-flight check does not go through it. Short socket timeouts: a slow or dead Redis must not hold a request.
-A failure opens a short breaker (DOWN_SECONDS): meanwhile `available()` is False and callers use the database
-without trying Redis again on every request. Without REDIS_URL nothing here is used.
+Redis unreachable opens a short breaker (DOWN_SECONDS): meanwhile `available()` is False and callers use the
+database without trying Redis again on every request. Without REDIS_URL nothing here is used.
 """
 
+import sys
 import time
 
 from django.conf import settings
@@ -32,11 +33,22 @@ def client():
     return _client
 
 
-def mark_down() -> None:
-    """Redis just failed: drop the connection and leave it alone for DOWN_SECONDS."""
+def mark_down(*, force: bool = False) -> None:
+    """Redis just failed (call it from the except block): drop the connection, and if Redis could not be reached
+    (refused, reset, connect timeout) leave it alone for DOWN_SECONDS. A slow answer (read timeout) does not open
+    the breaker: under load the database path costs far more than waiting for Redis again."""
     global _client, _down_until
     _client = None
-    _down_until = time.monotonic() + DOWN_SECONDS
+    if force or _unreachable(sys.exc_info()[1]):
+        _down_until = time.monotonic() + DOWN_SECONDS
+
+
+def _unreachable(exc) -> bool:
+    import redis
+
+    if isinstance(exc, redis.exceptions.TimeoutError):
+        return "connect" in str(exc).lower()
+    return isinstance(exc, redis.exceptions.ConnectionError | OSError)
 
 
 def reset() -> None:
