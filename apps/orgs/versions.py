@@ -84,6 +84,8 @@ def connect_signals() -> None:
         org_changed(instance.org_id)
 
     def user_changed(sender, instance, update_fields=None, **kwargs):
+        if not redis_client.enabled():
+            return  # nothing is cached across requests without Redis
         if update_fields is not None and set(update_fields) <= {"last_login", "password"}:
             return  # a log-in: nothing a token depends on
         org_ids = set(Membership.objects.filter(user_id=instance.pk).values_list("org_id", flat=True))
