@@ -30,8 +30,12 @@ Target (the issue): at least 1,000 checks per second on this 2-core machine with
    give the same "spent" per budget (API, 4 dp); after 1,000 more events pushed through the counters' increment
    path. Also compared in process at full precision (counters.read vs the database).
 5. Profile: one in-process worker (the WSGI app called directly, same env as gunicorn): per-request time, time per
-   section (token auth, throttle, input serializer, estimate, spend, output, JSON), SQL and Redis round trips,
-   and cProfile (written to bench/results/check_profile.txt).
+   section (token auth, throttle, body validation, estimate, the Redis round trip or the database sums, the
+   answer), SQL and Redis round trips, and cProfile (bench/results/check_profile_<variant>.txt), for the Redis path
+   and for the database fallback.
+
+Quiet-machine re-run (about 9 min; --quick about 4 min): `.venv/bin/python bench/check.py` with nothing else
+running; the defaults use the scratch database spendctl_bench_check and Redis db 12.
 
 Prints a markdown table and writes it to bench/results/check.md. Every process started here is stopped (try/finally).
 """
