@@ -144,3 +144,13 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer", "description": "An org API token: `Bearer spc_…`."}
+
+
+class CheckTokenScheme(OpenApiAuthenticationExtension):
+    """The check's authentication: the same tokens (drf-spectacular names a scheme per authentication class)."""
+
+    target_class = "apps.orgs.authentication.CheckTokenAuthentication"
+    name = "CheckBearerToken"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "An org API token with the `check` scope."}
