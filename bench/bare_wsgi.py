@@ -2,15 +2,15 @@
 
     gunicorn bench.bare_wsgi:application -w 2 -k sync      (started by bench/check.py, not by hand)
 
-Two views, no middleware, no database, no auth, no throttling; each parses the JSON body, runs ONE EVALSHA of the
-very script spendctl's check runs (apps.budgets.counters.READ) over the same day-hash keys and fields, sums the
-counters and answers JSON:
+Two views, no middleware, no database, no auth; each parses the JSON body, runs ONE EVALSHA of the very script
+spendctl's check runs (apps.budgets.counters.CHECK: throttle INCR, org version, last-used marker, exact sums of the
+day hashes' fields) with the same keys and arguments, and answers JSON:
 
 * POST /bare      a plain Django function view (json.loads -> EVALSHA -> JsonResponse)
 * POST /bare-drf  a DRF APIView (JSONParser, JSONRenderer, no authentication/permission/throttle classes)
 
-Configured from the environment: BARE_REDIS_URL, BARE_KEYS and BARE_FIELDS (JSON lists; bench/check.py passes the
-keys and fields the real check reads, so the Lua script does the same work).
+Configured from the environment: BARE_REDIS_URL, BARE_KEYS and BARE_ARGS (JSON lists; bench/check.py passes the
+keys and arguments the real check sends for a typical request, so the Lua script does the same work).
 """
 
 import json
@@ -22,17 +22,50 @@ from django.conf import settings
 from django.urls import path
 
 # The script the check runs, copied so this module does not import spendctl's settings (it must not need them).
-READ = """
-local out = {}
-for i, key in ipairs(KEYS) do
-  if redis.call('EXISTS', key) == 1 then
-    table.insert(out, 1)
-    local values = redis.call('HMGET', key, unpack(ARGV))
-    for _, v in ipairs(values) do table.insert(out, v or '0') end
-  else
-    table.insert(out, 0)
-  end
+CHECK = """
+local out = {0, '', 0, 0}
+if KEYS[1] ~= '' then
+  local n = redis.call('INCR', KEYS[1])
+  if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+  out[1] = n
 end
+local v = redis.call('GET', KEYS[2])
+if not v then redis.call('SET', KEYS[2], ARGV[2]) v = ARGV[2] end
+out[2] = v
+if KEYS[3] ~= '' and redis.call('SET', KEYS[3], '1', 'NX', 'EX', 60) then out[3] = 1 end
+local sums, missing = {}, {}
+local k, a = 4, 4
+for g = 1, tonumber(ARGV[3]) do
+  local nk, nf = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local fields = {'_built'}
+  for j = 1, nf do fields[j + 1] = ARGV[a + 1 + j] end
+  a = a + 2 + nf
+  local hi, lo = {}, {}
+  for j = 1, nf do hi[j] = 0 lo[j] = 0 end
+  for i = k, k + nk - 1 do
+    local vals = redis.call('HMGET', KEYS[i], unpack(fields))
+    if not vals[1] then
+      table.insert(missing, i - 3)
+    else
+      for j = 1, nf do
+        local s = vals[j + 1]
+        if s then
+          local neg = string.byte(s, 1) == 45
+          if neg then s = string.sub(s, 2) end
+          local l = tonumber(string.sub(s, -9))
+          local h = 0
+          if #s > 9 then h = tonumber(string.sub(s, 1, #s - 9)) end
+          if neg then hi[j] = hi[j] - h lo[j] = lo[j] - l else hi[j] = hi[j] + h lo[j] = lo[j] + l end
+        end
+      end
+    end
+  end
+  k = k + nk
+  for j = 1, nf do table.insert(sums, hi[j]) table.insert(sums, lo[j]) end
+end
+out[4] = #missing
+for _, i in ipairs(missing) do table.insert(out, i) end
+for _, x in ipairs(sums) do table.insert(out, x) end
 return out
 """
 
@@ -63,23 +96,16 @@ from rest_framework.response import Response  # noqa: E402
 from rest_framework.views import APIView  # noqa: E402
 
 _client = redis.Redis.from_url(os.environ["BARE_REDIS_URL"], socket_connect_timeout=0.2, socket_timeout=0.2)
-_read = _client.register_script(READ)
+_check = _client.register_script(CHECK)
 KEYS = json.loads(os.environ["BARE_KEYS"])
-FIELDS = json.loads(os.environ["BARE_FIELDS"])
+ARGS = json.loads(os.environ["BARE_ARGS"])
 
 
-def _spent() -> dict:
-    flat = _read(keys=KEYS, args=FIELDS)
-    totals = dict.fromkeys(FIELDS, 0)
-    i = 0
-    for _key in KEYS:
-        exists = int(flat[i])
-        i += 1
-        if exists:
-            for f in FIELDS:
-                totals[f] += int(flat[i])
-                i += 1
-    return {f: str(v) for f, v in totals.items()}
+def _spent() -> list:
+    flat = _check(keys=KEYS, args=ARGS)
+    missing = int(flat[3])
+    sums = flat[4 + missing :]
+    return [str(int(sums[i]) * 1_000_000_000 + int(sums[i + 1])) for i in range(0, len(sums), 2)]
 
 
 @csrf_exempt

@@ -26,14 +26,16 @@ Target (the issue): at least 1,000 checks per second on this 2-core machine with
    with the machine's total busy time; before each run the bench waits (up to --quiet-max-wait s) for the shared
    machine to be nearly idle. If the app's throttle is DRF's history list (one timestamp per request of its
    window), app servers get --throttle-warmup seconds of warm-up so that history reaches its steady size.
-   A fast-path prototype (bench/check_fastpath.py) is measured the same way, after checking it answers every
-   bench body exactly as /api/v1/check does.
 4. Correctness: the same two check requests (covering all 8 budgets) answered by the Redis path and by the DB path
    give the same "spent" per budget (API, 4 dp); after 1,000 more events pushed through the counters' increment
    path. Also compared in process at full precision (counters.read vs the database).
 5. Profile: one in-process worker (the WSGI app called directly, same env as gunicorn): per-request time, time per
-   section (token auth, throttle, input serializer, estimate, spend, output, JSON), SQL and Redis round trips,
-   and cProfile (written to bench/results/check_profile.txt).
+   section (token auth, throttle, body validation, estimate, the Redis round trip or the database sums, the
+   answer), SQL and Redis round trips, and cProfile (bench/results/check_profile_<variant>.txt), for the Redis path
+   and for the database fallback.
+
+Quiet-machine re-run (about 9 min; --quick about 4 min): `.venv/bin/python bench/check.py` with nothing else
+running; the defaults use the scratch database spendctl_bench_check and Redis db 12.
 
 Prints a markdown table and writes it to bench/results/check.md. Every process started here is stopped (try/finally).
 """
@@ -77,7 +79,6 @@ MODELS = (
 )
 FEATURES = ("chat", "search", "summarize", "agent", "extract")
 CHECK_PATH = "/api/v1/check"
-FAST_PATH = "/api/v1/fast-check"
 DISPATCH = "DRF dispatch (the whole view)"
 RENDER = "JSON render (after the view)"
 RATE_LIMIT = "1000000/min"
@@ -784,25 +785,6 @@ def post_check(port: int, token: str, body: dict) -> tuple[int, dict]:
         return status, {"raw": data[:300].decode(errors="replace")}
 
 
-def compare_fast(port: int, ctx: dict) -> dict:
-    """Every bench body (and the verification bodies and two invalid ones) to both endpoints: same status and JSON."""
-    bodies = [*ctx["bodies"], *(json.dumps(b).encode() for b in VERIFY_BODIES)]
-    bodies += [
-        b'{"provider":"openai"}',
-        b'{"provider":"openai","model":"gpt-4o","team":"nope","estimated_input_tokens":5}',
-    ]
-    headers = {"Authorization": f"Bearer {ctx['plaintext']}", "Content-Type": "application/json"}
-    differ = []
-    for body in bodies:
-        a = http_request(port, "POST", CHECK_PATH, body, headers)
-        b = http_request(port, "POST", FAST_PATH, body, headers)
-        if a[0] != b[0] or json.loads(a[1]) != json.loads(b[1]):
-            differ.append((body.decode(), a, b))
-    if differ:
-        print(f"fast path differs on {len(differ)} bodies, e.g. {differ[0]}", flush=True)
-    return {"compared": len(bodies), "differ": len(differ)}
-
-
 def spent_by_budget(answer: dict) -> dict:
     return {b["id"]: b["spent"] for b in answer.get("budgets", [])}
 
@@ -916,9 +898,8 @@ def profile_child(args) -> None:
     from rest_framework.renderers import JSONRenderer
 
     from apps.budgets import api, check, counters
-    from apps.budgets.serializers import CheckResultSerializer, CheckSerializer
-    from apps.orgs.authentication import ApiTokenAuthentication
-    from apps.orgs.throttling import TokenRateThrottle
+    from apps.orgs.authentication import CheckTokenAuthentication
+    from apps.orgs.throttling import CheckRateThrottle
 
     totals: dict[str, list[float]] = {}
 
@@ -938,14 +919,15 @@ def profile_child(args) -> None:
 
     sections = [
         (api.CheckView, "dispatch", DISPATCH),
-        (ApiTokenAuthentication, "authenticate", "· token auth (1 SELECT token⋈org⋈team⋈user⋈membership)"),
-        (TokenRateThrottle, "allow_request", "· throttle (TokenRateThrottle.allow_request)"),
-        (CheckSerializer, "is_valid", "· input serializer"),
+        (CheckTokenAuthentication, "authenticate", "· token auth (worker cache; SQL only on a miss)"),
+        (CheckRateThrottle, "allow_request", "· throttle (counted in the check's round trip)"),
+        (api, "check_body_fast", "· body validation (check_body_fast)"),
         (api, "preflight_check", "· preflight_check"),
-        (check, "estimate", "·· estimate (PriceBook: SELECT overrides; genai-prices)"),
-        (check, "_spent", "·· _spent (counters, or the DB)"),
-        (counters, "read", "··· counters.read (EVALSHA)"),
-        (CheckResultSerializer, "to_representation", "· output serializer"),
+        (check, "estimate", "·· estimate (PriceBook, memoised per worker)"),
+        (check, "_spent_redis", "·· _spent_redis (Redis path)"),
+        (counters, "check_round_trip", "··· counters.check_round_trip (the one EVALSHA)"),
+        (check, "_spent_db", "·· _spent_db (database path)"),
+        (api, "result_data", "· answer (result_data)"),
         (JSONRenderer, "render", RENDER),
     ]
     if path == CHECK_PATH:
@@ -1046,6 +1028,7 @@ def profile_child(args) -> None:
 
 def run_profile(ctx: dict, env: dict, label: str, n: int, path: str = CHECK_PATH) -> dict:
     """Runs profile_child in a fresh process with `env` (as a gunicorn worker would have it)."""
+    _common.RESULTS.mkdir(parents=True, exist_ok=True)
     out = _common.RESULTS / f"check_profile_{label}.txt"
     bodies_file = ctx["tmp"] / "bodies.json"
     bodies_file.write_text(json.dumps([b.decode() for b in ctx["bodies"]]))
@@ -1117,14 +1100,10 @@ def cleanup_redis(redis_url: str, org_id: int | None, token_id: int | None) -> i
 
     client = redis.Redis.from_url(redis_url)
     patterns = []
-    if org_id is not None:  # counters, the fast path's config version, the app's check-config version
-        patterns += [f"spc:{org_id}:*", f"spc:cfgver:{org_id}", f":1:check-config:{org_id}"]
+    if org_id is not None:  # counters, the org version and its last-used markers, the bare baseline's keys
+        patterns += [f"spc:{org_id}:*", f"spc:ver:{org_id}", f"spc:ver:{org_id}:*", "spc:bare:*"]
     if token_id is not None:  # DRF's history, the app's / the prototypes' fixed windows
-        patterns += [
-            f":1:throttle_check_t{token_id}*",
-            f":1:throttle:*:t{token_id}:*",
-            f"spc:throttle:{token_id}:*",
-        ]
+        patterns += [f":1:throttle:*:t{token_id}:*"]
     n = 0
     for pattern in patterns:
         keys = list(client.scan_iter(match=pattern, count=1000))
@@ -1333,24 +1312,14 @@ def main():
         results.append(measure(s, "check (Redis), DEBUG=1", closed(8, warmup=tw), args, ctx))
         stop(s)
 
-        # 3. the proposed fast path (bench/check_fastpath.py): same answers, first checked body by body
-        s = start(
-            "fast path",
-            "spendctl.wsgi:application",
-            server_env(ctx, DJANGO_SETTINGS_MODULE="bench.check_settings", BENCH_FASTPATH="1"),
-        )
-        ctx["fast_equal"] = compare_fast(s.port, ctx)
-        fast = "fast path [prototype: bench/check_fastpath.py]"
-        for c in conns:
-            results.append(measure(s, fast, closed(c, path=FAST_PATH), args, ctx))
-        results.append(measure(s, fast, opened(args.rate, path=FAST_PATH), args, ctx))
-        stop(s)
+        # 3. bare baselines: one EVALSHA of the same script, keys and fields
+        from apps.orgs import versions
 
-        # 4. bare baselines: one EVALSHA of the same script, keys and fields
         bare_env = {
             "BARE_REDIS_URL": args.redis_url,
-            "BARE_KEYS": json.dumps(keys),
-            "BARE_FIELDS": json.dumps(fields),
+            # the check's own keys and arguments: throttle counter, org version, last-used marker, the day hashes
+            "BARE_KEYS": json.dumps(["spc:bare:throttle", versions.key(org.pk), "spc:bare:used", *keys]),
+            "BARE_ARGS": json.dumps([61, "bare", 1, len(keys), len(fields), *fields]),
             "DJANGO_SETTINGS_MODULE": "",
         }
         s = start("bare", "bench.bare_wsgi:application", bare_env)
@@ -1361,26 +1330,17 @@ def main():
             results.append(measure(s, "bare DRF APIView + 1 EVALSHA", closed(c, path="/bare-drf"), args, ctx))
         stop(s)
 
-        # 5. database fallback: Redis at a closed port (the app's own settings, or the cache on locmem, see above)
+        # 4. database fallback: Redis at a closed port (the app's own settings, or the cache on locmem, see above)
         s = start("fallback", "spendctl.wsgi:application", fallback_env)
         results.append(measure(s, fallback_label, closed(2, warmup=tw), args, ctx))
         results.append(measure(s, fallback_label, closed(8, warmup=tw), args, ctx))
         results.append(measure(s, fallback_label, opened(args.db_rate, warmup=5), args, ctx))
         stop(s)
 
-        # 6. where the time goes: one worker in process (same env as gunicorn)
+        # 5. where the time goes: one worker in process (same env as gunicorn)
         print("profiling one worker in process …", flush=True)
         clear_throttle(ctx)
-        profiles = {
-            "/api/v1/check as it is": run_profile(ctx, server_env(ctx), "redis", args.profile_requests)
-        }
-        profiles["fast path [prototype]"] = run_profile(
-            ctx,
-            server_env(ctx, DJANGO_SETTINGS_MODULE="bench.check_settings", BENCH_FASTPATH="1"),
-            "fastpath",
-            args.profile_requests,
-            path=FAST_PATH,
-        )
+        profiles = {"/api/v1/check": run_profile(ctx, server_env(ctx), "redis", args.profile_requests)}
         profiles["/api/v1/check, Redis down → DB fallback"] = run_profile(
             ctx, fallback_env, "db_fallback", min(args.profile_requests, 500)
         )
@@ -1511,23 +1471,6 @@ def report(args, ctx, results, profiles, use_wrk, load_env, elapsed) -> str:
         f"- target (≥1,000 checks/s with p99 < 10 ms, open loop at {args.rate:,}/s, API_RATE_LIMIT={RATE_LIMIT}): "
         + ("**met**" if met else "**not met**")
     )
-    fast = "fast path [prototype: bench/check_fastpath.py]"
-    fo = pick(fast, "python open")
-    ftop = max(
-        (r for r in results if r["label"] == fast and r["load"].startswith("wrk")),
-        key=lambda r: r["rps"],
-        default=None,
-    )
-    if fo and ftop:
-        met_fast = fo["rps"] >= 0.98 * args.rate and fo["p99"] < 10 and fo["errors"] == 0
-        fe = ctx.get("fast_equal", {})
-        lines.append(
-            f"- fast path prototype (same answers as /api/v1/check on {fe.get('compared', '?')} bodies, "
-            f"{fe.get('differ', '?')} differ): best closed loop {ftop['rps']:,.0f}/s "
-            f"({ftop['rps'] / bare_top['rps']:.2f}× bare), worker {ftop['worker_ms_per_req']:.2f} ms CPU/request; "
-            f"open loop at {args.rate:,}/s: {fo['rps']:,.0f}/s, p99 {fmt_ms(fo['p99'])} ms: "
-            + ("**met**" if met_fast else "**not met**")
-        )
     d1 = pick("check (Redis), DEBUG=1", "wrk")
     d0 = pick("check (Redis)", "wrk closed loop, 8 conn")
     if d1 and d0:

@@ -1,13 +1,11 @@
 """Settings for bench/check.py's variant servers: spendctl's own settings plus bench-only swaps.
 
-Used only as DJANGO_SETTINGS_MODULE=bench.check_settings by bench/check.py (never by the app). With neither switch
-set it is exactly spendctl.settings.base.
+Used only as DJANGO_SETTINGS_MODULE=bench.check_settings by bench/check.py (never by the app). Without the switch
+it is exactly spendctl.settings.base.
 
 * BENCH_CACHE=locmem: Django's cache (and so the throttle's counters) in process memory instead of Redis. Used
   only when the app answers 500 with Redis down (an earlier version did: the throttle read its cache before the
   check's database fallback could answer), so that the fallback itself can still be measured.
-* BENCH_FASTPATH=1: the app's URLs plus POST /api/v1/fast-check, bench/check_fastpath.py's prototype of the
-  proposed fast path (measurement only).
 """
 
 import os
@@ -18,6 +16,3 @@ if os.environ.get("BENCH_CACHE") == "locmem":
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "bench-check"}
     }
-
-if os.environ.get("BENCH_FASTPATH") == "1":
-    ROOT_URLCONF = "bench.check_fastpath"

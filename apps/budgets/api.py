@@ -1,11 +1,17 @@
+import json
+import time
+
 from django.db import transaction
+from django.http import HttpResponse
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, status
+from rest_framework import exceptions, mixins, status
 from rest_framework.decorators import action
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 
-from apps.budgets import selectors, services
-from apps.budgets.check import preflight_check
+from apps.budgets import counters, selectors, services
+from apps.budgets.check import Gate, OrgChanged, RateLimited, preflight_check, preflight_gate, result_data
 from apps.budgets.models import Alert, AlertChannel, Budget
 from apps.budgets.serializers import (
     AlertChannelSerializer,
@@ -15,10 +21,23 @@ from apps.budgets.serializers import (
     CheckResultSerializer,
     CheckSerializer,
     DeliverySerializer,
+    check_body_fast,
+)
+from apps.orgs import versions
+from apps.orgs.authentication import (
+    UNUSABLE,
+    CheckTokenAuthentication,
+    cached_token,
+    forget_token,
+    usable_token,
 )
 from apps.orgs.permissions import SCOPE_ADMIN, SCOPE_CHECK, SCOPE_READ
+from apps.orgs.services import api_token_mark_used
 from apps.orgs.tenancy import OrgScopedAPIView, OrgScopedViewSet
+from apps.orgs.throttling import CheckRateThrottle
 from spendctl.common.api import Pagination
+
+JSON_TYPES = ("application/json", "application/json; charset=utf-8")
 
 
 def status_data(st) -> dict:
@@ -143,43 +162,148 @@ class AlertChannelViewSet(
         return paginator.get_paginated_response(DeliverySerializer(page, many=True).data)
 
 
+class JsonOnly(BaseContentNegotiation):
+    """The check answers JSON whatever the Accept header says (DRF's negotiation parses it on every request)."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0]
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class CheckView(OrgScopedAPIView):
-    """May I spend this? allow / warn (a soft cap would be crossed) / deny (a hard cap would be crossed)."""
+    """May I spend this? allow / warn (a soft cap would be crossed) / deny (a hard cap would be crossed).
+
+    The hot path runs no SQL and one Redis round trip: the token comes from the worker's cache
+    (CheckTokenAuthentication), the body is validated by check_body_fast (CheckSerializer for anything else, so
+    errors are its own), and the check's round trip also counts the throttle, confirms the cached token against
+    the org version and says when last_used_at is due. The answer is written by check.result_data."""
 
     scope_map = {"post": SCOPE_CHECK}
     serializer_class = CheckSerializer
     throttle_scope = "check"
+    authentication_classes = [CheckTokenAuthentication]
+    throttle_classes = [CheckRateThrottle]
+    content_negotiation_class = JsonOnly
 
     @extend_schema(request=CheckSerializer, responses=CheckResultSerializer)
     def post(self, request):
-        data = CheckSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        v = data.validated_data
-        result = preflight_check(
-            org=self.org,
-            token=request.api_token,
-            provider=v["provider"],
-            model=v["model"],
-            team=v.get("team"),
-            input_tokens=v["estimated_input_tokens"],
-            output_tokens=v["estimated_output_tokens"],
-            cache_read_tokens=v["estimated_cache_read_tokens"],
-            estimated_cost=v.get("estimated_cost"),
-            tags=v["tags"],
+        gate = self._gate(request)
+        v = None
+        if request.content_type in JSON_TYPES:
+            try:
+                v = check_body_fast(json.loads(request._request.body))
+            except ValueError:
+                v = None
+        if v is None:
+            if gate is not None:  # auth, then throttling, then bad input: as for any other endpoint
+                self._confirm(request, gate)
+                gate = None
+            data = CheckSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            v = data.validated_data
+        for _attempt in range(3):
+            try:
+                result = preflight_check(
+                    org=self.org,
+                    token=request.api_token,
+                    provider=v["provider"],
+                    model=v["model"],
+                    team=v.get("team"),
+                    input_tokens=v["estimated_input_tokens"],
+                    output_tokens=v["estimated_output_tokens"],
+                    cache_read_tokens=v["estimated_cache_read_tokens"],
+                    estimated_cost=v.get("estimated_cost"),
+                    tags=v["tags"],
+                    gate=gate,
+                )
+                break
+            except OrgChanged as exc:  # the configuration is reloaded by the check itself
+                if gate is not None and (exc.version is None or exc.version != gate.token_version):
+                    gate = self._reauthenticate(request, gate)
+            except RateLimited as exc:
+                raise exceptions.Throttled(wait=max(1.0, exc.wait)) from None
+        else:  # the org kept changing under us: this worker answers from the database for a moment
+            counters.failed(force=True)
+            result = preflight_check(
+                org=self.org,
+                token=request.api_token,
+                provider=v["provider"],
+                model=v["model"],
+                team=v.get("team"),
+                input_tokens=v["estimated_input_tokens"],
+                output_tokens=v["estimated_output_tokens"],
+                cache_read_tokens=v["estimated_cache_read_tokens"],
+                estimated_cost=v.get("estimated_cost"),
+                tags=v["tags"],
+            )
+        if gate is not None and gate.last_used_due:
+            api_token_mark_used(token=request.api_token, at=timezone.now())
+        return HttpResponse(
+            json.dumps(result_data(result), separators=(",", ":")), content_type="application/json"
         )
-        return Response(
-            CheckResultSerializer(
-                {
-                    "decision": result.decision,
-                    "estimated_cost": result.estimated_cost,
-                    "currency": "USD",
-                    "priced": result.priced,
-                    "budgets": result.budgets,
-                    "recommended_model": result.recommended_model,
-                    "source": result.source,
-                }
-            ).data
+
+    def _gate(self, request) -> Gate | None:
+        """The round trip's share of the API's work, when the token came from the cache (else None: the token
+        was read from the database and CheckRateThrottle counted the request as any other throttle)."""
+        version = getattr(request, "token_version", None)
+        if version is None:
+            return None
+        throttle = CheckRateThrottle()
+        gate = Gate(
+            token_version=version, last_used_key=f"{versions.key(self.org.pk)}:used:{request.api_token.pk}"
         )
+        if throttle.num_requests is not None:
+            gate.throttle_key, gate.window_end = throttle.rate_key(request.api_token, self, time.time())
+            gate.throttle_limit, gate.throttle_seconds = throttle.num_requests, throttle.duration
+        return gate
+
+    def _reauthenticate(self, request, gate: Gate) -> Gate | None:
+        """The org version moved (or Redis failed): read the token again, answer 401/403 as authentication and
+        permissions would, and go on without counting the throttle a second time. None: go on without the gate
+        (Redis is unavailable; the token was read from the database)."""
+        forget_token(request.token_hash)
+        found = None
+        if counters.available():
+            try:
+                found = cached_token(request.token_hash)
+                if found is None:
+                    raise exceptions.AuthenticationFailed(UNUSABLE)
+            except exceptions.AuthenticationFailed:
+                raise
+            except Exception:  # noqa: BLE001 - Redis failed: the database decides
+                counters.failed()
+        if found is None:
+            token, version = usable_token(request.token_hash), None
+            if token is None:
+                raise exceptions.AuthenticationFailed(UNUSABLE)
+        else:
+            token, version = found
+        request._request.org = token.org
+        request._request.api_token = token
+        request.user, request.auth = token.created_by, token
+        self.check_permissions(request)
+        if version is None:
+            return None
+        gate.token_version = version
+        gate.throttle_key = None
+        return gate
+
+    def _confirm(self, request, gate: Gate) -> None:
+        """Before a 400: the cached token confirmed and the request counted, as for any other endpoint."""
+        for _attempt in range(3):
+            try:
+                preflight_gate(org=self.org, gate=gate)
+                if gate.last_used_due:
+                    api_token_mark_used(token=request.api_token, at=timezone.now())
+                return
+            except OrgChanged:
+                gate = self._reauthenticate(request, gate)
+                if gate is None:
+                    return
+            except RateLimited as exc:
+                raise exceptions.Throttled(wait=max(1.0, exc.wait)) from None
 
 
 def register(router):

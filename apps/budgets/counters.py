@@ -9,29 +9,71 @@ Without REDIS_URL, or while Redis is unreachable, spend is read from the databas
 
 import logging
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.db.models import F, Sum
 
+from apps.orgs import versions
+from spendctl.common import redis_client
+
 logger = logging.getLogger(__name__)
 NANO = Decimal("1e9")
 TTL_SECONDS = 400 * 86400
-_client = None
 
-# KEYS: day hashes; ARGV: fields. Returns a flat list: for each key, 1 if it exists then the field values.
-READ = """
-local out = {}
-for i, key in ipairs(KEYS) do
-  if redis.call('EXISTS', key) == 1 then
-    table.insert(out, 1)
-    local values = redis.call('HMGET', key, unpack(ARGV))
-    for _, v in ipairs(values) do table.insert(out, v or '0') end
-  else
-    table.insert(out, 0)
-  end
+# The pre-flight check's one round trip. KEYS[1] throttle counter ('' = none), KEYS[2] the org version, KEYS[3]
+# last-used marker of the token ('' = none), KEYS[4..] day hashes, group after group. ARGV[1] throttle window
+# seconds, ARGV[2] a version candidate (set if the key is missing), ARGV[3] number of groups, then per group: number
+# of day keys, number of fields, the fields. Returns {throttle count, version, 1 if last-used is due, number of
+# missing day hashes, their indexes (1-based among the day keys)…, then per group and field: high, low}: the sum
+# of the field over the group's days as high * 10^9 + low, exact (Lua numbers are doubles: each value is split at
+# nine digits, so sums stay exact up to 9e15 dollars).
+CHECK = """
+local out = {0, '', 0, 0}
+if KEYS[1] ~= '' then
+  local n = redis.call('INCR', KEYS[1])
+  if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+  out[1] = n
 end
+local v = redis.call('GET', KEYS[2])
+if not v then redis.call('SET', KEYS[2], ARGV[2]) v = ARGV[2] end
+out[2] = v
+if KEYS[3] ~= '' and redis.call('SET', KEYS[3], '1', 'NX', 'EX', 60) then out[3] = 1 end
+local sums, missing = {}, {}
+local k, a = 4, 4
+for g = 1, tonumber(ARGV[3]) do
+  local nk, nf = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local fields = {'_built'}
+  for j = 1, nf do fields[j + 1] = ARGV[a + 1 + j] end
+  a = a + 2 + nf
+  local hi, lo = {}, {}
+  for j = 1, nf do hi[j] = 0 lo[j] = 0 end
+  for i = k, k + nk - 1 do
+    local vals = redis.call('HMGET', KEYS[i], unpack(fields))
+    if not vals[1] then
+      table.insert(missing, i - 3)
+    else
+      for j = 1, nf do
+        local s = vals[j + 1]
+        if s then
+          local neg = string.byte(s, 1) == 45
+          if neg then s = string.sub(s, 2) end
+          local l = tonumber(string.sub(s, -9))
+          local h = 0
+          if #s > 9 then h = tonumber(string.sub(s, 1, #s - 9)) end
+          if neg then hi[j] = hi[j] - h lo[j] = lo[j] - l else hi[j] = hi[j] + h lo[j] = lo[j] + l end
+        end
+      end
+    end
+  end
+  k = k + nk
+  for j = 1, nf do table.insert(sums, hi[j]) table.insert(sums, lo[j]) end
+end
+out[4] = #missing
+for _, i in ipairs(missing) do table.insert(out, i) end
+for _, x in ipairs(sums) do table.insert(out, x) end
 return out
 """
 # KEYS[1]: day hash; ARGV: field, amount, field, amount … Increments only a hash that was built.
@@ -41,25 +83,42 @@ for i = 1, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1
 """
 _scripts: dict = {}
+_client = None
+# Orgs whose epoch was bumped while Redis was unreachable: their version is bumped on the next successful write,
+# so checks in other processes drop their cached epoch (CACHE_SECONDS bounds it if that never happens).
+_pending_versions: set[int] = set()
 
 
 def enabled() -> bool:
-    return bool(settings.REDIS_URL)
+    return redis_client.enabled()
+
+
+def available() -> bool:
+    return enabled() and redis_client.available()
 
 
 def client():
     global _client
-    if _client is None:
-        import redis
-
-        _client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=0.2, socket_timeout=0.2)
-        _scripts["read"] = _client.register_script(READ)
-        _scripts["incr"] = _client.register_script(INCR)
-    return _client
+    c = redis_client.client()
+    if c is not _client:
+        _client = c
+        _scripts["incr"] = c.register_script(INCR)
+        _scripts["check"] = c.register_script(CHECK)
+    return c
 
 
 def reset_client() -> None:
     global _client
+    redis_client.reset()
+    _client = None
+    _scripts.clear()
+
+
+def failed(*, force: bool = False) -> None:
+    """Redis failed under us (call it from the except block): drop the connection; the breaker opens if Redis could
+    not be reached, or when forced."""
+    global _client
+    redis_client.mark_down(force=force)
     _client = None
     _scripts.clear()
 
@@ -104,7 +163,11 @@ def record(org, rows: list[dict]) -> None:
         for day, fields in deltas.items():
             args = [x for f, v in fields.items() for x in (f, v)]
             _scripts["incr"](keys=[day_key(org.pk, org.counter_epoch, day)], args=args, client=pipe)
+        pending = sorted(_pending_versions)
+        for org_id in pending:
+            pipe.set(versions.key(org_id), versions.candidate())
         pipe.execute()
+        _pending_versions.difference_update(pending)
     except Exception as exc:  # noqa: BLE001 - Redis trouble must never fail a write that is already committed
         logger.warning(
             "spend counters not updated (%s); the org's counters will be rebuilt", type(exc).__name__
@@ -112,7 +175,8 @@ def record(org, rows: list[dict]) -> None:
         from apps.orgs.models import Organization
 
         Organization.objects.filter(pk=org.pk).update(counter_epoch=F("counter_epoch") + 1)
-        reset_client()
+        _pending_versions.add(org.pk)
+        failed()
 
 
 def _day_values_from_db(org, day: date) -> dict[str, int]:
@@ -152,30 +216,72 @@ def _build(org, day: date) -> None:
     pipe.execute()
 
 
+@dataclass
+class Group:
+    """Fields summed over one range of org-local days [start, end)."""
+
+    start: date
+    end: date
+    fields: list[str]
+    keys: list | None = None  # the day hashes' keys, if the caller keeps them (else computed)
+
+
+@dataclass
+class RoundTrip:
+    """What the check's one round trip answered."""
+
+    count: int
+    version: str
+    last_used_due: bool
+    sums: list[dict[str, Decimal]]  # per group: field -> dollars
+
+
+def check_round_trip(
+    org,
+    groups: list[Group],
+    *,
+    version_key: str,
+    throttle_key: str = "",
+    throttle_seconds: int = 0,
+    last_used_key: str = "",
+) -> RoundTrip:
+    """One EVALSHA: throttle INCR, the org version, the last-used marker and every group's sums. Day hashes that do
+    not exist yet are built from the database and the sums read again (without counting the throttle twice).
+    Raises if Redis is unreachable."""
+    keys = [throttle_key, version_key, last_used_key]
+    args: list = [throttle_seconds, versions.candidate(), len(groups)]
+    days: list[date] = []
+    for g in groups:
+        span = [g.start + timedelta(days=i) for i in range((g.end - g.start).days)]
+        days += span
+        keys += g.keys if g.keys is not None else [day_key(org.pk, org.counter_epoch, d) for d in span]
+        args += [len(span), len(g.fields), *g.fields]
+    client()
+    first = None
+    for _attempt in range(2):
+        flat = _scripts["check"](keys=keys, args=args)
+        if first is None:
+            first = flat
+            keys[0] = keys[2] = ""  # a rebuild's second read counts nothing again
+        missing = int(flat[3])
+        if not missing:
+            i, sums = 4, []
+            for g in groups:
+                totals = {}
+                for f in g.fields:
+                    totals[f] = Decimal(int(flat[i]) * 1_000_000_000 + int(flat[i + 1])) / NANO
+                    i += 2
+                sums.append(totals)
+            version = first[1].decode() if isinstance(first[1], bytes) else str(first[1])
+            return RoundTrip(int(first[0]), version, int(first[2]) == 1, sums)
+        for index in sorted({int(x) for x in flat[4 : 4 + missing]}):
+            _build(org, days[index - 1])
+    raise RuntimeError("spend counters could not be built")
+
+
 def read(org, fields: list[str], start: date, end: date) -> dict[str, Decimal]:
     """Spend per field over org-local days [start, end). Raises if Redis is unreachable (caller falls back)."""
-    days = [start + timedelta(days=i) for i in range((end - start).days)]
-    keys = [day_key(org.pk, org.counter_epoch, d) for d in days]
-    client()
-    for attempt in range(2):
-        flat = _scripts["read"](keys=keys, args=fields)
-        totals = dict.fromkeys(fields, 0)
-        missing, i = [], 0
-        for day in days:
-            exists = int(flat[i])
-            i += 1
-            if not exists:
-                missing.append(day)
-                continue
-            for field in fields:
-                totals[field] += int(flat[i])
-                i += 1
-        if not missing:
-            return {f: Decimal(v) / NANO for f, v in totals.items()}
-        if attempt == 0:
-            for day in missing:
-                _build(org, day)
-    raise RuntimeError("spend counters could not be built")
+    return check_round_trip(org, [Group(start, end, list(fields))], version_key=versions.key(org.pk)).sums[0]
 
 
 def forget_days(org, days) -> None:
@@ -186,7 +292,7 @@ def forget_days(org, days) -> None:
         client().delete(*[day_key(org.pk, org.counter_epoch, d) for d in days])
     except Exception:  # noqa: BLE001
         invalidate(org)
-        reset_client()
+        failed()
 
 
 def invalidate(org) -> None:
@@ -194,3 +300,4 @@ def invalidate(org) -> None:
     from apps.orgs.models import Organization
 
     Organization.objects.filter(pk=org.pk).update(counter_epoch=F("counter_epoch") + 1)
+    versions.org_changed(org.pk)  # cached epochs in every process

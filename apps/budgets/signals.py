@@ -1,22 +1,20 @@
-"""Invalidates the pre-flight check's per-process configuration when budgets, teams or price overrides change."""
+"""Budgets and price overrides change a check's answer: bump the org version so every process reloads them.
 
-from django.db import transaction
+(Teams, tokens, memberships and users are connected in apps.orgs.versions.)"""
+
 from django.db.models.signals import post_delete, post_save
 
 
 def _changed(sender, instance, **kwargs):
-    from apps.budgets.check import config_changed
+    from apps.orgs.versions import org_changed
 
-    org_id = instance.org_id
-    config_changed(org_id)
-    transaction.on_commit(lambda: config_changed(org_id))  # and again once committed, for concurrent readers
+    org_changed(instance.org_id)
 
 
 def connect():
     from apps.budgets.models import Budget
     from apps.catalog.models import PriceOverride
-    from apps.orgs.models import Team
 
-    for model in (Budget, PriceOverride, Team):
+    for model in (Budget, PriceOverride):
         post_save.connect(_changed, sender=model, dispatch_uid=f"check-config-{model.__name__}-save")
         post_delete.connect(_changed, sender=model, dispatch_uid=f"check-config-{model.__name__}-delete")

@@ -32,3 +32,14 @@ def api_token_list(*, org) -> QuerySet[ApiToken]:
 
 def user_by_email(email: str):
     return get_user_model().objects.filter(email__iexact=email.strip()).first()
+
+
+def api_token_usable(*, token_hash: str) -> ApiToken | None:
+    """The usable token with this hash (not revoked or expired, its creator an active member), with org, team and
+    creator: one indexed SELECT."""
+    return (
+        ApiToken.objects.usable()
+        .select_related("org", "team", "created_by")
+        .filter(token_hash=token_hash)
+        .first()
+    )

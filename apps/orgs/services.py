@@ -337,3 +337,10 @@ def api_token_revoke(*, token: ApiToken) -> ApiToken:
             changes={"revoked_at": [None, token.revoked_at]},
         )
     return token
+
+
+def api_token_mark_used(*, token: ApiToken, at) -> None:
+    """Record use (callers write at most once a minute per token). An UPDATE without save(): no signals, so the
+    org version that caches compare against does not move."""
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=at)
+    token.last_used_at = at

@@ -46,3 +46,24 @@ class TokenRateThrottle(BaseThrottle):
 
     def wait(self):
         return max(1.0, self.wait_seconds)
+
+
+class CheckRateThrottle(TokenRateThrottle):
+    """The pre-flight check's throttle. With a cached token (request.token_version set by CheckTokenAuthentication)
+    the count is taken in the check's own Redis round trip (same key, same window, see rate_key/rate_window), so
+    this lets the request through; otherwise it is TokenRateThrottle. With Redis unavailable: fails open."""
+
+    def allow_request(self, request, view):
+        if getattr(request, "token_version", None) is not None:
+            return True
+        from spendctl.common import redis_client
+
+        if redis_client.enabled() and not redis_client.available():
+            return True  # Redis just failed: the cache would fail too, the API keeps answering
+        return super().allow_request(request, view)
+
+    def rate_key(self, token, view, now: float) -> tuple[str, float]:
+        """The cache key of this window's counter, as the key TokenRateThrottle would use, and the window's end."""
+        window = int(now // self.duration)
+        key = cache.make_key(f"throttle:{getattr(view, 'throttle_scope', self.scope)}:t{token.pk}:{window}")
+        return key, (window + 1) * self.duration
