@@ -1,5 +1,5 @@
 from django.db import transaction
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -15,6 +15,7 @@ from apps.budgets.serializers import (
     CheckResultSerializer,
     CheckSerializer,
     DeliverySerializer,
+    EmailTestSentSerializer,
 )
 from apps.orgs.permissions import SCOPE_ADMIN, SCOPE_CHECK, SCOPE_READ
 from apps.orgs.tenancy import OrgScopedAPIView, OrgScopedViewSet
@@ -119,10 +120,17 @@ class AlertChannelViewSet(
     def perform_destroy(self, instance):
         services.channel_delete(channel=instance)
 
-    @extend_schema(request=None, responses=DeliverySerializer)
+    @extend_schema(
+        request=None,
+        responses=PolymorphicProxySerializer(
+            component_name="ChannelTestResult",
+            serializers=[DeliverySerializer, EmailTestSentSerializer],
+            resource_type_field_name=None,
+        ),
+    )
     @action(detail=True, methods=["post"])
     def test(self, request, pk=None):
-        """Send a test message now; the answer is the delivery as logged."""
+        """Send a test message now: for a webhook the answer is the delivery as logged, for e-mail `{"sent"}`."""
         with transaction.atomic():
             delivery = services.channel_send_test(channel=self.get_object())
         return Response(DeliverySerializer(delivery).data if delivery else {"sent": "e-mail"})
