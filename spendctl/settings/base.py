@@ -5,6 +5,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from celery.schedules import crontab
+from csp.constants import NONE, SELF
 
 from spendctl.env import BASE_DIR, env, require
 
@@ -23,6 +24,8 @@ ALLOWED_HOSTS = require(
 )
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 ALLOW_PRIVATE_URLS = env.bool("ALLOW_PRIVATE_URLS", default=False)
+# CI's API fuzzing run: outbound requests may reach loopback addresses only (see spendctl/common/outbound.py).
+OUTBOUND_LOOPBACK_ONLY = env.bool("OUTBOUND_LOOPBACK_ONLY", default=False)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -37,6 +40,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
+    "csp",
     "apps.orgs",
     "apps.catalog",
     "apps.usage",
@@ -46,6 +50,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "spendctl.common.middleware.BodySizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -53,6 +58,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
 
@@ -185,11 +191,32 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp): scripts, styles, images and fonts from this origin only; no inline script or
+# style anywhere (chart data travels in json_script blocks, which are data, not script); no framing, no plugins.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 if env.bool("BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 CSRF_TRUSTED_ORIGINS = env.list(
     "CSRF_TRUSTED_ORIGINS", default=[SITE_URL] if SITE_URL.startswith("http") else []
 )
+
+# Request bodies over these sizes are refused with 413 before anything parses them (spendctl/common/middleware.py).
+# A batch of 5,000 events is 1.6 MB (the demo's events) to 6.5 MB (every field, ten 64-character tags).
+INGEST_MAX_BODY_BYTES = env.int("INGEST_MAX_BODY_BYTES", default=10 * 1024 * 1024)
+MAX_BODY_BYTES = env.int("MAX_BODY_BYTES", default=256 * 1024)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["apps.orgs.authentication.ApiTokenAuthentication"],
@@ -199,8 +226,13 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "spendctl.common.api.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_CLASSES": ["apps.orgs.throttling.TokenRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"token": env.str("API_RATE_LIMIT", default="1200/min")},
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Per token, fixed one-minute (or second/hour/day) windows: ingest and check have budgets of their own.
+    "DEFAULT_THROTTLE_RATES": {
+        "token": env.str("API_RATE_LIMIT", default="1200/min"),
+        "ingest": env.str("INGEST_RATE_LIMIT", default="1200/min"),
+        "check": env.str("CHECK_RATE_LIMIT", default="6000/min"),
+    },
+    "DEFAULT_SCHEMA_CLASS": "spendctl.common.schema.SpendctlAutoSchema",
     "EXCEPTION_HANDLER": "spendctl.common.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
