@@ -182,9 +182,8 @@ SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=12 * 3600)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = False
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = PRODUCTION
-SESSION_COOKIE_SAMESITE = (
-    "Lax"  # sent on top-level links (e-mailed alert links work), never on cross-site POSTs
-)
+# Lax: sent on top-level links (e-mailed alert links work), never on cross-site POSTs.
+SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SECURE = PRODUCTION
 CSRF_COOKIE_HTTPONLY = True  # the token travels in the forms' hidden field; no script needs the cookie
 CSRF_COOKIE_SAMESITE = "Lax"
