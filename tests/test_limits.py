@@ -195,7 +195,15 @@ def gunicorn_server(tmp_path_factory):
     }
     gunicorn = Path(sys.executable).parent / "gunicorn"
     proc = subprocess.Popen(
-        [str(gunicorn), "spendctl.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+        [
+            str(gunicorn),
+            "spendctl.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--no-control-socket",
+        ],
         env=env,
         cwd=Path(__file__).resolve().parent.parent,
         stdout=subprocess.DEVNULL,
