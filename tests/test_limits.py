@@ -203,6 +203,8 @@ def gunicorn_server(tmp_path_factory):
             "--workers",
             "1",
             "--no-control-socket",
+            "--graceful-timeout",
+            "5",
         ],
         env=env,
         cwd=Path(__file__).resolve().parent.parent,
@@ -225,7 +227,11 @@ def gunicorn_server(tmp_path_factory):
     )
     yield port
     proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=10)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def _exchange(port, head: bytes, chunks=(), timeout=60.0, sent=None) -> bytes:
