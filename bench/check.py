@@ -1123,6 +1123,7 @@ def server_env(ctx: dict, **overrides) -> dict:
         "DATABASE_URL": ctx["database_url"],
         "REDIS_URL": ctx["redis_url"],
         "API_RATE_LIMIT": RATE_LIMIT,
+        "CHECK_RATE_LIMIT": RATE_LIMIT,
         "CONN_MAX_AGE": "600",
     }
     env.update(overrides)

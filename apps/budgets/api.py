@@ -4,7 +4,7 @@ import time
 from django.db import transaction
 from django.http import HttpResponse
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
 from rest_framework import exceptions, mixins, status
 from rest_framework.decorators import action
 from rest_framework.negotiation import BaseContentNegotiation
@@ -21,6 +21,7 @@ from apps.budgets.serializers import (
     CheckResultSerializer,
     CheckSerializer,
     DeliverySerializer,
+    EmailTestSentSerializer,
     check_body_fast,
 )
 from apps.orgs import versions
@@ -145,10 +146,17 @@ class AlertChannelViewSet(
     def perform_destroy(self, instance):
         services.channel_delete(channel=instance)
 
-    @extend_schema(request=None, responses=DeliverySerializer)
+    @extend_schema(
+        request=None,
+        responses=PolymorphicProxySerializer(
+            component_name="ChannelTestResult",
+            serializers=[DeliverySerializer, EmailTestSentSerializer],
+            resource_type_field_name=None,
+        ),
+    )
     @action(detail=True, methods=["post"])
     def test(self, request, pk=None):
-        """Send a test message now; the answer is the delivery as logged."""
+        """Send a test message now: for a webhook the answer is the delivery as logged, for e-mail `{"sent"}`."""
         with transaction.atomic():
             delivery = services.channel_send_test(channel=self.get_object())
         return Response(DeliverySerializer(delivery).data if delivery else {"sent": "e-mail"})

@@ -132,6 +132,12 @@ class DeliverySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class EmailTestSentSerializer(serializers.Serializer):
+    """The answer of a test on an e-mail channel: the message went to the channel's recipients."""
+
+    sent = serializers.ChoiceField(choices=["e-mail"])
+
+
 class CheckSerializer(StrictSerializer):
     provider = serializers.RegexField(r"^[a-z0-9][a-z0-9._-]{0,63}$", max_length=64)
     model = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$", max_length=200)

@@ -22,6 +22,7 @@ from apps.budgets import anomalies, selectors
 from apps.budgets.models import Alert, AlertChannel, Budget, WebhookDelivery
 from apps.orgs.models import ApiToken, Team
 from spendctl.common import crypto, outbound
+from spendctl.common.exceptions import NotFound
 from spendctl.common.queue import enqueue
 
 logger = logging.getLogger(__name__)
@@ -524,7 +525,12 @@ def delivery_give_up(*, delivery: WebhookDelivery) -> None:
     WebhookDelivery.objects.filter(pk=delivery.pk).update(status=WebhookDelivery.FAILED)
 
 
+@transaction.atomic
 def channel_send_test(*, channel: AlertChannel) -> WebhookDelivery | None:
+    """The channel row stays locked until the test is logged, so a concurrent delete waits for it (or wins first,
+    and this is a 404): never a delivery without its channel (found by the API fuzzing run)."""
+    if not AlertChannel.objects.select_for_update().filter(pk=channel.pk).exists():
+        raise NotFound("No such channel.")
     if channel.kind != AlertChannel.WEBHOOK:
         emails = [m.user.email for m in channel.recipients.select_related("user")]
         audit.record(

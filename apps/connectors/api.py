@@ -81,7 +81,7 @@ class ConnectorViewSet(
         parameters=[OpenApiParameter("start", str), OpenApiParameter("end", str)],
         responses=ReconciliationDaySerializer(many=True),
     )
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)  # a plain list, one row per day (<= 400)
     def reconciliation(self, request, pk=None):
         """Per UTC day: cost the provider reports vs the ledger's cost for this connection."""
         connection = self.get_object()

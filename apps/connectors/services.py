@@ -23,6 +23,7 @@ from apps.connectors.providers.base import (
     UsageRow,
     Window,
 )
+from apps.connectors.providers.http import HttpSettings
 from apps.orgs.models import Membership
 from apps.orgs.permissions import ADMIN, OWNER
 from apps.usage.services import usage_provider_rows_replace
@@ -51,12 +52,24 @@ CLIENT_OPTIONS: dict[str, dict] = {}
 HTTP_SETTINGS = None
 
 
+# "Test connection" on save: someone is waiting for the answer, so two quick attempts, not a sync's patient retries
+# (found by the API fuzzing run: a base URL that refuses connections held a request for 15 s of back-off).
+VALIDATE_HTTP_SETTINGS = HttpSettings(
+    connect_timeout=3.0,
+    read_timeout=10.0,
+    write_timeout=5.0,
+    pool_timeout=3.0,
+    max_attempts=2,
+    backoff_base=0.5,
+)
+
+
 # Functions that hold a key hide their variables (and those of everything they call) from exception reports.
 @sensitive_variables()
-def _client(connection: ProviderConnection, api_key: str | None = None):
+def _client(connection: ProviderConnection, api_key: str | None = None, *, http: HttpSettings | None = None):
     cls = registry.get(connection.provider)
     key = api_key if api_key is not None else crypto.decrypt(connection.key_encrypted)
-    client = cls(api_key=key, base_url=connection.base_url or None, http=HTTP_SETTINGS)
+    client = cls(api_key=key, base_url=connection.base_url or None, http=http or HTTP_SETTINGS)
     for name, value in CLIENT_OPTIONS.get(connection.provider, {}).items():
         setattr(client, name, value)
     return client
@@ -66,7 +79,7 @@ def _client(connection: ProviderConnection, api_key: str | None = None):
 def _validate_key(connection: ProviderConnection, api_key: str) -> None:
     """'Test connection': one cheap call to the provider with the new key. Field errors, never the key itself."""
     try:
-        with _client(connection, api_key) as client:
+        with _client(connection, api_key, http=HTTP_SETTINGS or VALIDATE_HTTP_SETTINGS) as client:
             client.validate_credentials()
     except ProviderAuthError as exc:
         raise ValidationError(
@@ -96,7 +109,16 @@ CONNECTION_FIELDS = ("provider", "label", "key_hint", "base_url", "is_active", "
 
 @sensitive_variables("api_key")
 def connection_create(
-    *, org, provider: str, label: str, api_key: str, base_url: str = "", user=None, test: bool = True
+    *,
+    org,
+    provider: str,
+    label: str,
+    api_key: str,
+    base_url: str = "",
+    user=None,
+    test: bool = True,
+    is_active: bool = True,
+    trailing_days: int | None = None,
 ) -> ProviderConnection:
     _check_provider(provider)
     if ProviderConnection.objects.for_org(org).filter(label__iexact=label.strip()).exists():
@@ -112,7 +134,10 @@ def connection_create(
         created_by=user,
         key_encrypted=crypto.encrypt(api_key),
         key_hint=api_key[-4:],
+        is_active=is_active,
     )
+    if trailing_days is not None:
+        connection.trailing_days = trailing_days
     connection.full_clean()
     _check_base_url(connection.base_url)
     if test:

@@ -42,10 +42,9 @@ class EventsView(OrgScopedAPIView):
 
     scope_map = {"post": SCOPE_INGEST}
     serializer_class = EventBatchSerializer
+    throttle_scope = "ingest"  # its own per-token rate, INGEST_RATE_LIMIT
 
-    @extend_schema(
-        request=EventBatchSerializer, responses={200: IngestResultSerializer, 400: OpenApiTypes.OBJECT}
-    )
+    @extend_schema(request=EventBatchSerializer, responses={200: IngestResultSerializer})
     def post(self, request):
         body = EventBatchSerializer(data=request.data)
         if (
@@ -76,7 +75,7 @@ class SpendView(OrgScopedAPIView):
             FORMAT,
             OpenApiParameter("group_by", str, description="Comma separated dimensions"),
         ],
-        responses={200: SpendSerializer},
+        responses={(200, "application/json"): SpendSerializer, (200, "text/csv"): OpenApiTypes.STR},
     )
     def get(self, request):
         query = parse_spend_query(self.org, request.query_params)
@@ -117,7 +116,11 @@ class UsageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedVi
         return queryset.order_by("-start_time", "-id")
 
     @extend_schema(
-        parameters=[*FILTER_PARAMS, OpenApiParameter("format", str, enum=["json", "csv", "focus"])]
+        parameters=[*FILTER_PARAMS, OpenApiParameter("format", str, enum=["json", "csv", "focus"])],
+        responses={
+            (200, "application/json"): UsageRecordSerializer(many=True),
+            (200, "text/csv"): OpenApiTypes.STR,
+        },
     )
     def list(self, request, *args, **kwargs):
         fmt = request.query_params.get("format")

@@ -6,6 +6,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -125,6 +126,7 @@ def json_error(request, status_code: int, code: str, message: str) -> JsonRespon
     return JsonResponse(error_body(code, message), status=status_code)
 
 
+@csrf_exempt  # token-authenticated JSON API: an unknown path is a 404 for every method, never a CSRF page
 def api_not_found(request, *args, **kwargs):
     return json_error(request, 404, "not_found", "Not found.")
 

@@ -7,6 +7,8 @@
 - The connection is made to the address that was checked (a custom httpcore network backend): no second lookup that
   a rebinding DNS server could answer differently. Redirects are never followed.
 - ALLOW_PRIVATE_URLS=1 turns the range check off (tests, the demo, on-premises installs).
+- OUTBOUND_LOOPBACK_ONLY=1 (the API fuzzing run in CI) allows loopback addresses and nothing else, whatever the
+  other settings say, and looks no name up but `localhost`: fuzzed URLs can never send a packet off the machine.
 """
 
 import ipaddress
@@ -72,8 +74,27 @@ def check_scheme(url: str) -> tuple[str, str, int]:
     return scheme, parts.hostname, parts.port or (443 if scheme == "https" else 80)
 
 
+def loopback_only() -> bool:
+    return bool(getattr(settings, "OUTBOUND_LOOPBACK_ONLY", False))
+
+
+def loopback_addresses(host: str) -> list[str]:
+    """OUTBOUND_LOOPBACK_ONLY: a loopback literal or `localhost`, without any lookup; anything else is refused."""
+    if host.lower() == "localhost":
+        return ["127.0.0.1"]
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        ip = None
+    if ip is None or not ip.is_loopback:
+        raise RefusedURL(f"The host {host!r} is not a loopback address; this install only reaches loopback.")
+    return [str(ip)]
+
+
 def allowed_addresses(host: str, port: int, *, resolver: Resolver | None = None) -> list[str]:
     """The host's addresses that may be contacted; raises RefusedURL if none (or it does not resolve)."""
+    if loopback_only():
+        return loopback_addresses(host)
     try:
         addresses = (resolver or system_resolver)(host, port)
     except (OSError, UnicodeError) as exc:
@@ -89,7 +110,7 @@ def allowed_addresses(host: str, port: int, *, resolver: Resolver | None = None)
 def check_url(url: str, *, resolver: Resolver | None = None) -> None:
     """Validation on save: raises RefusedURL with a readable reason. With ALLOW_PRIVATE_URLS only the scheme."""
     _scheme, host, port = check_scheme(url)
-    if not private_allowed():
+    if not private_allowed() or loopback_only():
         allowed_addresses(host, port, resolver=resolver)
 
 

@@ -5,6 +5,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from celery.schedules import crontab
+from csp.constants import NONE, SELF
 
 from spendctl.env import BASE_DIR, env, require
 
@@ -26,6 +27,8 @@ ALLOW_PRIVATE_URLS = env.bool("ALLOW_PRIVATE_URLS", default=False)
 # Reverse proxies in front of the app whose X-Forwarded-For is trusted for the client address in the audit trail
 # (0: only REMOTE_ADDR counts; the header is ignored because any client can write it).
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# CI's API fuzzing run: outbound requests may reach loopback addresses only (see spendctl/common/outbound.py).
+OUTBOUND_LOOPBACK_ONLY = env.bool("OUTBOUND_LOOPBACK_ONLY", default=False)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -40,6 +43,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
+    "csp",
     "apps.orgs",
     "apps.catalog",
     "apps.usage",
@@ -51,6 +55,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "spendctl.common.middleware.BodySizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -59,6 +64,7 @@ MIDDLEWARE = [
     "apps.audit.context.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
 
@@ -202,11 +208,16 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="spendctl <reports@sp
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # Security. Production (DEBUG off) gets secure cookies, HSTS and HTTPS redirects; `check --deploy` is clean.
+# A session lasts SESSION_COOKIE_AGE (12 h) from log-in, however active: then the person logs in again.
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=12 * 3600)
 SESSION_EXPIRE_AT_BROWSER_CLOSE = False
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = PRODUCTION
+# Lax: sent on top-level links (e-mailed alert links work), never on cross-site POSTs.
+SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SECURE = PRODUCTION
+CSRF_COOKIE_HTTPONLY = True  # the token travels in the forms' hidden field; no script needs the cookie
+CSRF_COOKIE_SAMESITE = "Lax"
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=PRODUCTION)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_HSTS_SECONDS = 31536000 if PRODUCTION else 0
@@ -216,11 +227,32 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp): scripts, styles, images and fonts from this origin only; no inline script or
+# style anywhere (chart data travels in json_script blocks, which are data, not script); no framing, no plugins.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 if env.bool("BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 CSRF_TRUSTED_ORIGINS = env.list(
     "CSRF_TRUSTED_ORIGINS", default=[SITE_URL] if SITE_URL.startswith("http") else []
 )
+
+# Request bodies over these sizes are refused with 413 before anything parses them (spendctl/common/middleware.py).
+# A batch of 5,000 events is 1.6 MB (the demo's events) to 6.5 MB (every field, ten 64-character tags).
+INGEST_MAX_BODY_BYTES = env.int("INGEST_MAX_BODY_BYTES", default=10 * 1024 * 1024)
+MAX_BODY_BYTES = env.int("MAX_BODY_BYTES", default=256 * 1024)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["apps.orgs.authentication.ApiTokenAuthentication"],
@@ -230,8 +262,13 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "spendctl.common.api.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_CLASSES": ["apps.orgs.throttling.TokenRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"token": env.str("API_RATE_LIMIT", default="1200/min")},
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Per token, fixed one-minute (or second/hour/day) windows: ingest and check have budgets of their own.
+    "DEFAULT_THROTTLE_RATES": {
+        "token": env.str("API_RATE_LIMIT", default="1200/min"),
+        "ingest": env.str("INGEST_RATE_LIMIT", default="1200/min"),
+        "check": env.str("CHECK_RATE_LIMIT", default="6000/min"),
+    },
+    "DEFAULT_SCHEMA_CLASS": "spendctl.common.schema.SpendctlAutoSchema",
     "EXCEPTION_HANDLER": "spendctl.common.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],

@@ -39,16 +39,33 @@ def browser():
         browser.close()
 
 
+# Every page records Content-Security-Policy violations (the event fires for blocked scripts, styles, images, ...).
+RECORD_CSP_VIOLATIONS = """
+window.__cspViolations = [];
+document.addEventListener('securitypolicyviolation', (e) => {
+  window.__cspViolations.push(`${e.violatedDirective} blocked ${e.blockedURI || 'inline'} at ${e.sourceFile}:${e.lineNumber}`);
+});
+"""
+
+
+def is_csp_message(text: str) -> bool:
+    return "Content Security Policy" in text or "Content-Security-Policy" in text
+
+
 @pytest.fixture
 def page(browser, live_server):
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 860})
+    context.add_init_script(RECORD_CSP_VIOLATIONS)
     page = context.new_page()
     page.set_default_timeout(10_000)
-    errors = []
+    errors, csp = [], []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: csp.append(msg.text) if is_csp_message(msg.text) else None)
+    page.csp_messages = csp
     yield page
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+    assert not csp, f"Content-Security-Policy violations: {csp}"
 
 
 @pytest.fixture
