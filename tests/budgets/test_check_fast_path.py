@@ -196,7 +196,7 @@ def test_last_used_is_written_at_most_once_a_minute(setup):
 
 @needs_redis
 def test_throttle_counts_in_the_round_trip_and_answers_429_with_retry_after(setup, api, monkeypatch):
-    monkeypatch.setattr(TokenRateThrottle, "THROTTLE_RATES", {"token": "3/min"})
+    monkeypatch.setattr(TokenRateThrottle, "THROTTLE_RATES", {"token": "3/min", "check": "3/min"})
     org, client, _ = setup
     assert post(client).status_code == 200
     assert_error(post(client, {"provider": "openai"}), 400)  # bad input counts too
