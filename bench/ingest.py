@@ -202,10 +202,10 @@ class _Sections:
         finally:
             self.sql += time.perf_counter() - t0
 
-    def _timed_insert(self, rows):
+    def _timed_insert(self, rows, **kwargs):
         self._start, sql0 = time.perf_counter(), self.sql
         try:
-            return self._insert(rows)
+            return self._insert(rows, **kwargs)
         finally:
             self._end = time.perf_counter()
             self._sql = self.sql - sql0

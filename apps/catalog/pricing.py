@@ -207,6 +207,37 @@ _Term = tuple[int, int, int, Decimal, tuple[tuple[int, Decimal], ...]]
 class _Plan:
     leaves: tuple[_Leaf, ...]
     terms: tuple[_Term, ...]
+    # The same terms with every rate as an integer number of 1e-12 USD per unit counted, or None when a rate does not
+    # fit (see _integer_terms): lets cost_of_counts add integers instead of Decimals, with the same exact result.
+    int_terms: tuple[tuple[int, int, tuple[tuple[int, int], ...]], ...] | None = None
+
+
+# cost_of_counts' integer path: amounts in units of 1e-12 USD. It applies only where the Decimal arithmetic is exact
+# too (so both give the same value): rates with at most 6 decimals and below 1,000 USD per unit, per 1,000 or
+# 1,000,000, counts at most 10**12. Then each Decimal term has at most 22 digits and the sum at most 26 (< 28).
+_INT_EXP: Final = 12
+_INT_MAX_COUNT: Final = 10**12
+_INT_PERS: Final = frozenset((1_000, 1_000_000))
+
+
+def _int_rate(rate: Decimal, per: int) -> int | None:
+    if not isinstance(rate, Decimal) or not rate.is_finite() or rate < 0 or rate >= 1000:
+        return None
+    exponent = rate.as_tuple().exponent
+    if not isinstance(exponent, int) or exponent < -6 or per not in _INT_PERS:
+        return None
+    return int(rate.scaleb(_INT_EXP) / per)  # exact: a whole number by the bounds above
+
+
+def _integer_terms(terms: tuple[_Term, ...]):
+    out = []
+    for leaf, per, _direction, rate, tiers_desc in terms:
+        base = _int_rate(rate, per)
+        tiers = tuple((start, _int_rate(tier_rate, per)) for start, tier_rate in tiers_desc)
+        if base is None or any(r is None for _s, r in tiers):
+            return None
+        out.append((leaf, base, tiers))
+    return tuple(out)
 
 
 def _compile(model_price: ModelPrice) -> _Plan:
@@ -264,7 +295,7 @@ def _compile(model_price: ModelPrice) -> _Plan:
             terms.append((leaf, unit.per, direction, value.base, tuple(reversed(tiers))))
         else:
             terms.append((leaf, unit.per, direction, value, ()))
-    return _Plan(tuple(leaves), tuple(terms))
+    return _Plan(tuple(leaves), tuple(terms), _integer_terms(tuple(terms)))
 
 
 def _is_descendant_or_self(ancestor: UnitDef, descendant: UnitDef) -> bool:
@@ -427,8 +458,10 @@ def cost_of_counts(
 ) -> Decimal:
     """``cost_of(price, TokenCounts(...))`` without building the TokenCounts: the ingest hot path.
 
-    Same arithmetic in the same order, so the same Decimal. Counts that TokenCounts or :func:`cost_of` would
-    refuse take that path, which raises the same ValueError.
+    The same value as :func:`cost_of` (compare with ==: the integer path's Decimal may carry more trailing zeros).
+    Where every rate fits (the plan's ``int_terms``) the terms are added as integers of 1e-12 USD, exact like the
+    Decimal arithmetic under the bounds checked in :func:`_integer_terms`. Counts that TokenCounts or
+    :func:`cost_of` would refuse take that path, which raises the same ValueError.
     """
     if (
         type(input_tokens) is int
@@ -473,9 +506,23 @@ def cost_of_counts(
         leaf_counts = _leaf_counts_or_none(plan, values)
         if leaf_counts is not None:
             if per_request:
-                return _total(plan, leaf_counts, input_tokens, 1)
-            floor = -1 if context_window is None else _context_window_floor(context_window)
-            return _total(plan, leaf_counts, floor + 1, requests)
+                cut, n_requests = input_tokens, 1
+            else:
+                cut = (-1 if context_window is None else _context_window_floor(context_window)) + 1
+                n_requests = requests
+            int_terms = plan.int_terms
+            if int_terms is not None and max(input_tokens, output_tokens, n_requests) <= _INT_MAX_COUNT:
+                total = 0
+                for leaf, rate, tiers_desc in int_terms:
+                    count = n_requests if leaf < 0 else leaf_counts[leaf]
+                    if count:
+                        for start, tier_rate in tiers_desc:
+                            if cut > start:
+                                rate = tier_rate
+                                break
+                        total += rate * count
+                return Decimal(total).scaleb(-_INT_EXP)
+            return _total(plan, leaf_counts, cut, n_requests)
     counts = TokenCounts(
         input_tokens=input_tokens,
         cache_read_tokens=cache_read_tokens,

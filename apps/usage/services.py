@@ -60,7 +60,7 @@ def price_row(book: PriceBook, row: dict) -> None:
     )
     computed = None
     if price is not None:
-        per_request = row["bucket_seconds"] == 0 and row["requests"] <= 1
+        per_request = not row.get("bucket_seconds") and row["requests"] <= 1
         try:
             # cost_of(price.resolved, _counts(row), ...) without building the TokenCounts (same result, same errors)
             computed = pricing.cost_of_counts(
@@ -144,6 +144,20 @@ def usage_events_ingest(*, org, events, token=None, now: datetime | None = None)
     result = IngestResult()
     teams, rules, book, tz = _Teams(org), _org_rules(org), PriceBook(org), org.tz
     token_team_id = token.team_id if token is not None else None
+    token_id = token.pk if token is not None else None
+    # the same in every row of a pushed batch: sent once with the statement, not per row
+    common = {
+        "org_id": org.pk,
+        "source": SOURCE_EVENT,
+        "connection_id": None,
+        "token_id": token_id,
+        "project_id": None,
+        "workspace_id": None,
+        "api_key_id": None,
+        "bucket_seconds": 0,
+        "context_window": "",
+        "currency": "USD",
+    }
     rows, index_of, seen = [], {}, set()
     team_of, model_of = {}, {}  # per batch: teams.resolve and normalise_model are pure for one batch
     for index, raw in enumerate(events):
@@ -167,40 +181,35 @@ def usage_events_ingest(*, org, events, token=None, now: datetime | None = None)
             event_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
             result.rejected_events.append({"index": index, "id": event_id, "fields": errors})
             continue
-        if clean["id"] in seen:
-            result.duplicate_events.append({"index": index, "id": clean["id"]})
+        event_id = clean["id"]
+        if event_id in seen:
+            result.duplicate_events.append({"index": index, "id": event_id})
             continue
-        seen.add(clean["id"])
+        seen.add(event_id)
         named = clean["named_tags"]
         if team_id is None:
             if rules:  # no rules: resolve_team is None whatever the tags
                 team_id = resolve_team(rules, tags={**clean["tags"], **{k: v for k, v in named.items() if v}})
             team_source = TEAM_RULE if team_id is not None else TEAM_NONE
         counts = clean["counts"]
-        model_key = (clean["provider"], clean["model_raw"])
-        if model_key not in model_of:
-            model_of[model_key] = normalise_model(*model_key)
+        provider, model_raw, ts = clean["provider"], clean["model_raw"], clean["timestamp"]
+        model_key = (provider, model_raw)
+        model = model_of.get(model_key)
+        if model is None:
+            model = model_of[model_key] = normalise_model(provider, model_raw)
         row = {
-            "org_id": org.pk,
-            "source": SOURCE_EVENT,
-            "key": clean["id"],
-            "connection_id": None,
-            "token_id": token.pk if token is not None else None,
-            "provider": clean["provider"],
-            "model": model_of[model_key],
-            "model_raw": clean["model_raw"],
-            "project_id": None,
-            "workspace_id": None,
-            "api_key_id": None,
+            "key": event_id,
+            "token_id": token_id,  # for the budget counters after the commit
+            "provider": provider,
+            "model": model,
+            "model_raw": model_raw,
             "team_id": team_id,
             "team_source": team_source,
             **named,
             "tags": clean["tags"],
-            "start_time": clean["timestamp"],
-            "day": clean["timestamp"].astimezone(tz).date(),
-            "bucket_seconds": 0,
+            "start_time": ts,
+            "day": ts.astimezone(tz).date(),
             "service_tier": clean["service_tier"],
-            "context_window": "",
             "requests": clean["requests"],
             "uncached_input_tokens": counts["input_tokens"]
             - counts["cache_read_tokens"]
@@ -212,14 +221,13 @@ def usage_events_ingest(*, org, events, token=None, now: datetime | None = None)
             "reasoning_tokens": counts["reasoning_tokens"],
             "input_audio_tokens": counts["input_audio_tokens"],
             "output_audio_tokens": counts["output_audio_tokens"],
-            "currency": "USD",
             "reported_cost": clean["cost"],
         }
         price_row(book, row)
-        index_of[clean["id"]] = index
+        index_of[event_id] = index
         rows.append(row)
     with transaction.atomic():
-        inserted = ledger.insert_records(rows)
+        inserted = ledger.insert_records(rows, common=common)
         new_rows = [r for r in rows if r["key"] in inserted]
         transaction.on_commit(lambda: _after_write(org, new_rows=new_rows))
     result.accepted = len(inserted)
