@@ -89,13 +89,87 @@ def insert_records(rows: list[dict], *, common: dict | None = None) -> set[str]:
     """
     if not rows:
         return set()
-    assert transaction.get_connection().in_atomic_block, "insert_records must run in a transaction"
-    common = common or {}
-    if connection.vendor == "postgresql":
-        return _insert_postgres(rows, common)
-    if common:
-        rows = [{**common, **r} for r in rows]
-    return _insert_generic(rows)
+    with RecordWriter(common) as writer:
+        for row in rows:
+            writer.add(row)
+        return writer.finish()
+
+
+class RecordWriter:
+    """`insert_records` for a caller that produces rows one by one (the event ingest): on PostgreSQL every
+    CHUNK rows are formatted and sent to the COPY at once, so the server parses them while the caller prepares the
+    next ones; `finish()` then runs the one statement and returns the new keys. Use inside a transaction:
+
+        with RecordWriter(common) as writer:
+            for ...: writer.add(row)
+            inserted = writer.finish()
+    """
+
+    CHUNK = 1000
+
+    def __init__(self, common: dict | None = None):
+        self.common = common or {}
+        self.rows: list[dict] = []
+        self._pending: list[dict] = []
+        self._postgres = connection.vendor == "postgresql"
+        self._cursor = self._copy_cm = self._copy = None
+        self._done = False
+
+    def __enter__(self):
+        assert transaction.get_connection().in_atomic_block, "insert_records must run in a transaction"
+        return self
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        if self._postgres:
+            self._pending.append(row)
+            if len(self._pending) >= self.CHUNK:
+                self._send()
+
+    def _send(self) -> None:
+        if self._copy is None:
+            self._start_copy()
+        self._copy.write("\n".join(map(self._fmt, self._pending)) + "\n")
+        self._pending.clear()
+
+    def _start_copy(self) -> None:
+        common_cols = tuple(c for c in RECORD_COLUMNS if c in self.common)
+        staged = tuple(c for c in RECORD_COLUMNS if c not in self.common)
+        self._fmt, copy_order = _row_formatter(staged)
+        key = (common_cols, staged)
+        self._statement = _statements.get(key)
+        if self._statement is None:
+            self._statement = _statements[key] = _statement(common_cols, staged)
+        self._params = {f"c_{c}": self.common[c] for c in common_cols}
+        self._params["unpriced"] = BASIS_UNPRICED
+        self._cursor = connection.cursor()
+        _ensure_staging(self._cursor)
+        self._cursor.execute(f"TRUNCATE {_STAGING}")
+        self._copy_cm = self._cursor.cursor.copy(f"COPY {_STAGING} ({', '.join(copy_order)}) FROM STDIN")
+        self._copy = self._copy_cm.__enter__()
+
+    def finish(self) -> set[str]:
+        """Writes what is left; returns the keys that were new (each rollup has exactly those rows added)."""
+        assert not self._done, "finish() once"
+        self._done = True
+        if not self.rows:
+            return set()
+        if not self._postgres:
+            rows = [{**self.common, **r} for r in self.rows] if self.common else self.rows
+            return _insert_generic(rows)
+        if self._pending:
+            self._send()
+        copy_cm, self._copy_cm = self._copy_cm, None
+        copy_cm.__exit__(None, None, None)  # COPY done
+        self._cursor.execute(self._statement, self._params)
+        return {r[0] for r in self._cursor.fetchall()}
+
+    def __exit__(self, exc_type, exc, tb):
+        if self._copy_cm is not None:  # an error before finish(): end the COPY (the transaction rolls back)
+            self._copy_cm.__exit__(exc_type, exc, tb)
+        if self._cursor is not None:
+            self._cursor.close()
+        return False
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------------------------
@@ -255,27 +329,6 @@ def _statement(common: tuple[str, ...], staged: tuple[str, ...]) -> str:
 
 
 _statements: dict[tuple, str] = {}
-
-
-def _insert_postgres(rows: list[dict], common: dict) -> set[str]:
-    common_cols = tuple(c for c in RECORD_COLUMNS if c in common)
-    staged = tuple(c for c in RECORD_COLUMNS if c not in common)
-    fmt, copy_order = _row_formatter(staged)
-    key = (common_cols, staged)
-    statement = _statements.get(key)
-    if statement is None:
-        statement = _statements[key] = _statement(common_cols, staged)
-    payload = "\n".join(map(fmt, rows)) + "\n"
-    params = {f"c_{c}": common[c] for c in common_cols}
-    params["unpriced"] = BASIS_UNPRICED
-    with connection.cursor() as cursor:
-        _ensure_staging(cursor)
-        cursor.execute(f"TRUNCATE {_STAGING}")
-        with cursor.cursor.copy(f"COPY {_STAGING} ({', '.join(copy_order)}) FROM STDIN") as copy:
-            copy.write(payload)
-        # Each rollup adds exactly the inserted rows.
-        cursor.execute(statement, params)
-        return {r[0] for r in cursor.fetchall()}
 
 
 # --- other databases -----------------------------------------------------------------------------------------------

@@ -265,3 +265,29 @@ def test_spend_month_and_day_together_fold_the_same_way(org):
     assert [(g["month"], g["day"]) for g in both["groups"]][:1] == [("2026-09", "2026-09-19")]
     assert both["totals"] == result["totals"]
     assert result["totals"]["requests"] == 4 and isinstance(result["totals"]["_cost"], Decimal)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_error_after_chunks_were_streamed_writes_nothing(org, monkeypatch):
+    """The batch streams to the COPY in chunks while it is validated: a failure half-way leaves no trace, and the
+    connection is usable for the next batch."""
+    from apps.usage import services
+
+    real, calls = services.price_row, []
+
+    def failing(book, row):
+        calls.append(1)
+        if len(calls) == ledger.RecordWriter.CHUNK * 2 + 10:
+            raise RuntimeError("boom")
+        return real(book, row)
+
+    monkeypatch.setattr(services, "price_row", failing)
+    events = [event(i, ts=WHEN) for i in range(ledger.RecordWriter.CHUNK * 2 + 50)]
+    with pytest.raises(RuntimeError):
+        ingest(org, events)
+    assert not UsageRecord.objects.filter(org=org).exists()
+    assert not DailyRollup.objects.filter(org=org).exists()
+    monkeypatch.setattr(services, "price_row", real)
+    result = ingest(org, events)
+    assert result.accepted == len(events)
+    assert DailyRollup.objects.get(org=org).records == len(events)
