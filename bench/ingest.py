@@ -174,16 +174,39 @@ def _rss_marks(done: int, n: int, marks: dict, next_mark: list):
 
 
 class _Sections:
-    """Splits the time inside usage_events_ingest: Python before the write, COPY to staging, the INSERT statement,
-    and the rest (commit). Wraps ledger.insert_records and times SQL through Django's execute_wrapper."""
+    """Splits the time inside usage_events_ingest: Python (validation, attribution, pricing, row building), COPY (the
+    chunks streamed to the staging table during the loop, and the rest at the end), the INSERT statement, and the
+    rest (commit). Wraps ledger.RecordWriter and times SQL through Django's execute_wrapper."""
 
     def __init__(self):
         from apps.usage import ledger, services
 
         self.sql = 0.0
         self.python = self.copy = self.statement = self.commit = self.after_write = 0.0
-        self._insert = ledger.insert_records
-        ledger.insert_records = self._timed_insert
+        self._streamed = 0.0  # COPY chunks sent during the loop, this call
+        writer = ledger.RecordWriter
+        send, finish = writer._send, writer.finish
+        sections = self
+
+        def timed_send(w):
+            t0 = time.perf_counter()
+            try:
+                return send(w)
+            finally:
+                sections._streamed += time.perf_counter() - t0
+
+        def timed_finish(w):
+            streamed = sections._streamed
+            sections._start, sql0 = time.perf_counter(), sections.sql
+            try:
+                return finish(w)
+            finally:
+                sections._end = time.perf_counter()
+                sections._sql = sections.sql - sql0
+                sections._streamed_before = streamed
+                sections._streamed_in_finish = sections._streamed - streamed
+
+        writer._send, writer.finish = timed_send, timed_finish
         if hasattr(services, "_after_write"):  # the on-commit hook (budget counters and evaluation)
             self._after = services._after_write
             services._after_write = self._timed_after_write
@@ -202,19 +225,16 @@ class _Sections:
         finally:
             self.sql += time.perf_counter() - t0
 
-    def _timed_insert(self, rows):
-        self._start, sql0 = time.perf_counter(), self.sql
-        try:
-            return self._insert(rows)
-        finally:
-            self._end = time.perf_counter()
-            self._sql = self.sql - sql0
-
     def add(self, t0, t1):
-        self.python += self._start - t0
+        """After one call that ran from t0 to t1."""
+        streamed = (
+            self._streamed_before
+        )  # chunks sent from inside the loop (their SQL: CREATE/TRUNCATE, tiny)
+        self.python += self._start - t0 - streamed
         self.statement += self._sql
-        self.copy += self._end - self._start - self._sql
+        self.copy += streamed + (self._end - self._start - self._sql)
         self.commit += t1 - self._end  # after_write included; reported apart below
+        self._streamed = 0.0
 
 
 def ingest_worker(idx, n, barrier, out, org_id, seed, start, span, independent, profile_path):

@@ -207,6 +207,68 @@ _Term = tuple[int, int, int, Decimal, tuple[tuple[int, Decimal], ...]]
 class _Plan:
     leaves: tuple[_Leaf, ...]
     terms: tuple[_Term, ...]
+    # The same terms with every rate as an integer number of 1e-12 USD per unit counted, or None when a rate does not
+    # fit (see _integer_terms): lets cost_of_counts add integers instead of Decimals, with the same exact result.
+    int_terms: tuple[tuple[int, int, tuple[tuple[int, int], ...]], ...] | None = None
+    # int_terms and the leaves compiled into one function (slot values, cut, requests) -> int total or None
+    int_fn: Any = field(default=None, compare=False, repr=False)
+
+
+# cost_of_counts' integer path: amounts in units of 1e-12 USD. It applies only where the Decimal arithmetic is exact
+# too (so both give the same value): rates with at most 6 decimals and below 1,000 USD per unit, per 1,000 or
+# 1,000,000, counts at most 10**12. Then each Decimal term has at most 22 digits and the sum at most 26 (< 28).
+_INT_EXP: Final = 12
+_INT_MAX_COUNT: Final = 10**12
+_INT_PERS: Final = frozenset((1_000, 1_000_000))
+
+
+def _int_rate(rate: Decimal, per: int) -> int | None:
+    if not isinstance(rate, Decimal) or not rate.is_finite() or rate < 0 or rate >= 1000:
+        return None
+    exponent = rate.as_tuple().exponent
+    if not isinstance(exponent, int) or exponent < -6 or per not in _INT_PERS:
+        return None
+    return int(rate.scaleb(_INT_EXP) / per)  # exact: a whole number by the bounds above
+
+
+def _integer_function(leaves: tuple[_Leaf, ...], int_terms):
+    """_leaf_counts_or_none and the integer sum of int_terms as one generated function of (slot values, cut,
+    requests): None where _leaf_counts_or_none is None. Generated from the plan's own tuples (no outside input)."""
+    lines = [
+        "def total(v, cut, n_requests):",
+        f"    {', '.join(f'v{i}' for i in range(len(_SLOT_KEYS)))} = v",
+    ]
+    for i, leaf in enumerate(leaves):
+        if leaf.slot < 0:
+            for slot in leaf.raise_if_any:
+                lines.append(f"    if v{slot} > 0: return None")
+            for a, b in leaf.raise_if_both:
+                lines.append(f"    if v{a} > 0 and v{b} > 0: return None")
+        expr = f"v{leaf.slot}" if leaf.slot >= 0 else "0"
+        expr += "".join(f" - l{d}" for d in leaf.descendants)
+        lines.append(f"    l{i} = {expr}")
+        lines.append(f"    if l{i} < 0: return None")
+    parts = []
+    for leaf, rate, tiers_desc in int_terms:
+        rate_expr = str(rate)
+        for start, tier_rate in reversed(tiers_desc):  # the first tier (highest start) that applies wins
+            rate_expr = f"({tier_rate} if cut > {start} else {rate_expr})"
+        parts.append(f"{'n_requests' if leaf < 0 else f'l{leaf}'} * {rate_expr}")
+    lines.append(f"    return {' + '.join(parts) or '0'}")
+    namespace: dict = {}
+    exec(compile("\n".join(lines) + "\n", "<integer price>", "exec"), namespace)  # noqa: S102 - our own plan
+    return namespace["total"]
+
+
+def _integer_terms(terms: tuple[_Term, ...]):
+    out = []
+    for leaf, per, _direction, rate, tiers_desc in terms:
+        base = _int_rate(rate, per)
+        tiers = tuple((start, _int_rate(tier_rate, per)) for start, tier_rate in tiers_desc)
+        if base is None or any(r is None for _s, r in tiers):
+            return None
+        out.append((leaf, base, tiers))
+    return tuple(out)
 
 
 def _compile(model_price: ModelPrice) -> _Plan:
@@ -264,7 +326,10 @@ def _compile(model_price: ModelPrice) -> _Plan:
             terms.append((leaf, unit.per, direction, value.base, tuple(reversed(tiers))))
         else:
             terms.append((leaf, unit.per, direction, value, ()))
-    return _Plan(tuple(leaves), tuple(terms))
+    int_terms = _integer_terms(tuple(terms))
+    leaves_t = tuple(leaves)
+    int_fn = _integer_function(leaves_t, int_terms) if int_terms is not None else None
+    return _Plan(leaves_t, tuple(terms), int_terms, int_fn)
 
 
 def _is_descendant_or_self(ancestor: UnitDef, descendant: UnitDef) -> bool:
@@ -427,8 +492,10 @@ def cost_of_counts(
 ) -> Decimal:
     """``cost_of(price, TokenCounts(...))`` without building the TokenCounts: the ingest hot path.
 
-    Same arithmetic in the same order, so the same Decimal. Counts that TokenCounts or :func:`cost_of` would
-    refuse take that path, which raises the same ValueError.
+    The same value as :func:`cost_of` (compare with ==: the integer path's Decimal may carry more trailing zeros).
+    Where every rate fits (the plan's ``int_terms``) the terms are added as integers of 1e-12 USD, exact like the
+    Decimal arithmetic under the bounds checked in :func:`_integer_terms`. Counts that TokenCounts or
+    :func:`cost_of` would refuse take that path, which raises the same ValueError.
     """
     if (
         type(input_tokens) is int
@@ -470,12 +537,20 @@ def cost_of_counts(
             output_audio_tokens,
             0,
         )
-        leaf_counts = _leaf_counts_or_none(plan, values)
-        if leaf_counts is not None:
-            if per_request:
-                return _total(plan, leaf_counts, input_tokens, 1)
-            floor = -1 if context_window is None else _context_window_floor(context_window)
-            return _total(plan, leaf_counts, floor + 1, requests)
+        if per_request:
+            cut, n_requests = input_tokens, 1
+        else:
+            cut = (-1 if context_window is None else _context_window_floor(context_window)) + 1
+            n_requests = requests
+        int_fn = plan.int_fn
+        if int_fn is not None and max(input_tokens, output_tokens, n_requests) <= _INT_MAX_COUNT:
+            total = int_fn(values, cut, n_requests)
+            if total is not None:
+                return Decimal(total).scaleb(-_INT_EXP)
+        else:
+            leaf_counts = _leaf_counts_or_none(plan, values)
+            if leaf_counts is not None:
+                return _total(plan, leaf_counts, cut, n_requests)
     counts = TokenCounts(
         input_tokens=input_tokens,
         cache_read_tokens=cache_read_tokens,

@@ -3,6 +3,7 @@
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from types import MappingProxyType
 
 from apps.usage.models import SERVICE_TIERS, TAG_COLUMNS
 
@@ -160,7 +161,8 @@ _ok_providers: set[str] = set()
 _ok_models: set[str] = set()
 _ok_tag_keys: set[str] = set()
 _ok_tag_values: set[str] = set()
-_OPTIONAL_COUNTS = tuple(k for k in TOKEN_KEYS if k not in REQUIRED_TOKENS)
+# the named tags of an event without tags (shared: read, never changed)
+_NO_NAMED = MappingProxyType(dict.fromkeys(TAG_COLUMNS, ""))
 _TIERS = frozenset(SERVICE_TIERS)
 
 
@@ -210,7 +212,8 @@ def _accept_fast(raw, now: datetime) -> dict | None:
         if not model or len(model) > 200 or not MODEL_RE.match(model) or CONTROL_RE.search(model):
             return None
         _remember(_ok_models, model)
-    input_tokens, output_tokens = raw.get("input_tokens"), raw.get("output_tokens")
+    get = raw.get
+    input_tokens, output_tokens = get("input_tokens"), get("output_tokens")
     if (
         type(input_tokens) is not int
         or type(output_tokens) is not int
@@ -218,34 +221,55 @@ def _accept_fast(raw, now: datetime) -> dict | None:
         or not 0 <= output_tokens <= MAX_TOKENS
     ):
         return None
-    optional = {}
-    for key in _OPTIONAL_COUNTS:
-        count = raw.get(key)
-        if count is None:
-            optional[key] = 0
-        elif type(count) is int and 0 <= count <= MAX_TOKENS:
-            optional[key] = count
-        else:
-            return None
-    requests = raw.get("requests")
+    # the optional counts, unrolled: absent is 0
+    cache_read, cache_write, cache_write_1h = (
+        get("cache_read_tokens", 0),
+        get("cache_write_tokens", 0),
+        get("cache_write_1h_tokens", 0),
+    )
+    reasoning, input_audio, output_audio = (
+        get("reasoning_tokens", 0),
+        get("input_audio_tokens", 0),
+        get("output_audio_tokens", 0),
+    )
+    if (
+        type(cache_read) is not int
+        or type(cache_write) is not int
+        or type(cache_write_1h) is not int
+        or type(reasoning) is not int
+        or type(input_audio) is not int
+        or type(output_audio) is not int
+        or min(cache_read, cache_write, cache_write_1h, reasoning, input_audio, output_audio) < 0
+        # every part is bounded by input or output (checked below), so none can exceed MAX_TOKENS either
+        or cache_read + cache_write > input_tokens
+        or cache_write_1h > cache_write
+        or reasoning > output_tokens
+        or input_audio > input_tokens
+        or output_audio > output_tokens
+    ):
+        return None
+    requests = get("requests")
     if requests is None:
         requests = 1
     elif type(requests) is not int or not 0 <= requests <= 10**9:
         return None
-    cost = raw.get("cost")
+    cost = get("cost")
     if cost is not None:
         cost_errors: dict = {}
         cost = _cost(cost, cost_errors)
         if cost_errors:
             return None
-    if raw.get("currency", "USD") not in ("USD", "usd"):
+    currency = get("currency", "USD")
+    if currency != "USD" and currency != "usd":
         return None
-    team = raw.get("team")
+    team = get("team")
     if team is not None and ((type(team) is not str and type(team) is not int) or team == ""):
         return None
-    tags = raw.get("tags")
-    if tags is None:
-        tags = {}
+    tags = get("tags")
+    if not tags:
+        if tags is not None and type(tags) is not dict:  # "", 0, [] ...: the full check words the error
+            return None
+        tags, named = {}, _NO_NAMED
     else:
         if type(tags) is not dict or len(tags) > 50:
             return None
@@ -268,39 +292,36 @@ def _accept_fast(raw, now: datetime) -> dict | None:
                     return None
                 _remember(_ok_tag_values, text)
             clean_tags[key] = text
+        pop = clean_tags.pop
+        named = {
+            "feature": pop("feature", ""),
+            "task_id": pop("task_id", ""),
+            "customer": pop("customer", ""),
+            "end_user": pop("end_user", ""),
+            "environment": pop("environment", ""),
+        }
         tags = clean_tags
-    tier = raw.get("service_tier")
+    tier = get("service_tier")
     if tier is not None and (type(tier) is not str or tier not in _TIERS):
         return None
-    batch = raw.get("batch", False)
+    batch = get("batch", False)
     if batch is not True and batch is not False:
         return None
-    cache_read, cache_write = optional["cache_read_tokens"], optional["cache_write_tokens"]
-    if (
-        cache_read + cache_write > input_tokens
-        or optional["cache_write_1h_tokens"] > cache_write
-        or optional["reasoning_tokens"] > output_tokens
-        or optional["input_audio_tokens"] > input_tokens
-        or optional["output_audio_tokens"] > output_tokens
-    ):
-        return None
-    counts = {
-        "input_tokens": input_tokens,
-        "cache_read_tokens": cache_read,
-        "cache_write_tokens": cache_write,
-        "output_tokens": output_tokens,
-        "reasoning_tokens": optional["reasoning_tokens"],
-        "input_audio_tokens": optional["input_audio_tokens"],
-        "output_audio_tokens": optional["output_audio_tokens"],
-        "cache_write_1h_tokens": optional["cache_write_1h_tokens"],
-    }
-    named = {name: tags.pop(name, "") for name in TAG_COLUMNS}
     return {
         "id": event_id,
-        "timestamp": ts.astimezone(UTC),
+        "timestamp": ts if ts.tzinfo is UTC else ts.astimezone(UTC),
         "provider": provider,
         "model_raw": model,
-        "counts": counts,
+        "counts": {
+            "input_tokens": input_tokens,
+            "cache_read_tokens": cache_read,
+            "cache_write_tokens": cache_write,
+            "output_tokens": output_tokens,
+            "reasoning_tokens": reasoning,
+            "input_audio_tokens": input_audio,
+            "output_audio_tokens": output_audio,
+            "cache_write_1h_tokens": cache_write_1h,
+        },
         "requests": requests,
         "cost": cost,
         "team": team,

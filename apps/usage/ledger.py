@@ -5,10 +5,13 @@ the org+source+key idempotency constraint) and adds exactly the inserted rows to
 embedded SQLite default): the same result through the ORM. Both return the keys that were new.
 """
 
+import json
+import re
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 
 from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
@@ -72,91 +75,266 @@ _PG_TYPES = {
     **dict.fromkeys(TOKEN_FIELDS, "bigint"),
 }
 _STAGING = "usage_staging"
-_TAGS_AT = RECORD_COLUMNS.index("tags")
-# what the rollup and the caller need of the inserted rows (not the wide tags, model_raw, price_ref ...)
+# what the rollups and the caller need of the inserted rows (not the wide tags, model_raw, price_ref ...)
 _RETURNED = ", ".join(
     dict.fromkeys(("org_id", "key", *ROLLUP_KEY, *SUMMED, "computed_cost", "reported_cost", "cost_basis"))
 )
 
 
-def insert_records(rows: list[dict]) -> set[str]:
-    """Insert rows (dicts with RECORD_COLUMNS) that are new; update the rollup for exactly those. Returns new keys.
+def insert_records(rows: list[dict], *, common: dict | None = None) -> set[str]:
+    """Insert rows (dicts with RECORD_COLUMNS) that are new; update every rollup for exactly those. Returns new keys.
 
-    Must run inside a transaction. All rows share one org and one source.
+    Must run inside a transaction. All rows share one org and one source. `common` holds columns whose value is the
+    same in every row (e.g. org_id, source, token_id for one pushed batch); rows need not repeat them.
     """
     if not rows:
         return set()
-    assert transaction.get_connection().in_atomic_block, "insert_records must run in a transaction"
-    if connection.vendor == "postgresql":
-        return _insert_postgres(rows)
-    return _insert_generic(rows)
+    with RecordWriter(common) as writer:
+        for row in rows:
+            writer.add(row)
+        return writer.finish()
+
+
+class RecordWriter:
+    """`insert_records` for a caller that produces rows one by one (the event ingest): on PostgreSQL every
+    CHUNK rows are formatted and sent to the COPY at once, so the server parses them while the caller prepares the
+    next ones; `finish()` then runs the one statement and returns the new keys. Use inside a transaction:
+
+        with RecordWriter(common) as writer:
+            for ...: writer.add(row)
+            inserted = writer.finish()
+    """
+
+    CHUNK = 1000
+
+    def __init__(self, common: dict | None = None):
+        self.common = common or {}
+        self.rows: list[dict] = []
+        self._pending: list[dict] = []
+        self._postgres = connection.vendor == "postgresql"
+        self._cursor = self._copy_cm = self._copy = None
+        self._done = False
+
+    def __enter__(self):
+        assert transaction.get_connection().in_atomic_block, "insert_records must run in a transaction"
+        return self
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        if self._postgres:
+            self._pending.append(row)
+            if len(self._pending) >= self.CHUNK:
+                self._send()
+
+    def _send(self) -> None:
+        if self._copy is None:
+            self._start_copy()
+        # The raw psycopg COPY bypasses Django's error wrapping: wrapped here, a connection dropped mid-COPY is a
+        # Django OperationalError (the API's 503) and Django marks the connection unusable instead of reusing it.
+        with connection.wrap_database_errors:
+            self._copy.write("\n".join(map(self._fmt, self._pending)) + "\n")
+        self._pending.clear()
+
+    def _start_copy(self) -> None:
+        common_cols = tuple(c for c in RECORD_COLUMNS if c in self.common)
+        staged = tuple(c for c in RECORD_COLUMNS if c not in self.common)
+        self._fmt, copy_order = _row_formatter(staged)
+        key = (common_cols, staged)
+        self._statement = _statements.get(key)
+        if self._statement is None:
+            self._statement = _statements[key] = _statement(common_cols, staged)
+        self._params = {f"c_{c}": self.common[c] for c in common_cols}
+        self._params["unpriced"] = BASIS_UNPRICED
+        self._cursor = connection.cursor()
+        _ensure_staging(self._cursor)
+        self._cursor.execute(f"TRUNCATE {_STAGING}")
+        with connection.wrap_database_errors:
+            self._copy_cm = self._cursor.cursor.copy(f"COPY {_STAGING} ({', '.join(copy_order)}) FROM STDIN")
+            self._copy = self._copy_cm.__enter__()
+
+    def finish(self) -> set[str]:
+        """Writes what is left; returns the keys that were new (each rollup has exactly those rows added)."""
+        assert not self._done, "finish() once"
+        self._done = True
+        if not self.rows:
+            return set()
+        if not self._postgres:
+            rows = [{**self.common, **r} for r in self.rows] if self.common else self.rows
+            return _insert_generic(rows)
+        if self._pending:
+            self._send()
+        copy_cm, self._copy_cm = self._copy_cm, None
+        with connection.wrap_database_errors:
+            copy_cm.__exit__(None, None, None)  # COPY done
+        self._cursor.execute(self._statement, self._params)
+        return {r[0] for r in self._cursor.fetchall()}
+
+    def __exit__(self, exc_type, exc, tb):
+        if self._copy_cm is not None:  # an error before finish(): end the COPY (the transaction rolls back)
+            with connection.wrap_database_errors:
+                self._copy_cm.__exit__(exc_type, exc, tb)
+        if self._cursor is not None:
+            self._cursor.close()
+        return False
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------------------------
+#
+# One batch is: COPY (text format, one write of the whole batch) into a temporary staging table, then ONE statement
+# that inserts the new rows (ON CONFLICT DO NOTHING on the idempotency key), groups exactly the inserted rows once by
+# the finest rollup key and upserts every rollup from those groups. The COPY text is formatted by a function
+# generated per set of staged columns (an f-string per row): text columns are checked once per row and escaped only
+# when they need it; the start time travels as microseconds since the epoch and the day as an ordinal (exact, and
+# far cheaper to format than ISO strings).
+
+# staged as: start_time -> bigint microseconds since 1970-01-01 UTC, day -> integer date.toordinal()
+_STAGED_TYPES = {**_PG_TYPES, "start_time": "bigint", "day": "integer"}
+_FROM_STAGED = {
+    "start_time": "(timestamptz '1970-01-01 00:00:00+00' + start_time * interval '1 microsecond')",
+    "day": "(date '0001-01-01' + (day - 1))",
+}
+_INT_COLUMNS = frozenset(c for c, t in _PG_TYPES.items() if t in ("bigint", "integer"))
+_NUMERIC_COLUMNS = frozenset(c for c, t in _PG_TYPES.items() if t.startswith("numeric"))
+_NULLABLE = frozenset(f.column for f in UsageRecord._meta.concrete_fields if f.null)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_COPY_UNSAFE = re.compile(r"[\\\n\r]")  # plus tabs, counted
+_JSON_UNSAFE = re.compile(r'[\x00-\x1f"\\]')
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 def _ensure_staging(cursor):
-    cols = ", ".join(f"{c} {_PG_TYPES.get(c, 'text')}" for c in RECORD_COLUMNS)
+    cols = ", ".join(f"{c} {_STAGED_TYPES.get(c, 'text')}" for c in RECORD_COLUMNS)
     cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} ({cols}) ON COMMIT DELETE ROWS")
 
 
-def _rollup_cte(name: str, model, key: tuple[str, ...]) -> str:
-    table = model._meta.db_table
-    key_cols = ", ".join(key)
-    key_exprs = ", ".join("COALESCE(team_id, 0)" if k == "team_id" else k for k in key)
-    extra = ("computed_cost", "reported_cost", "records", "unpriced_records", "unpriced_requests")
-    updates = ", ".join(f"{c} = {table}.{c} + EXCLUDED.{c}" for c in (*SUMMED, *extra))
-    positions = ", ".join(str(i) for i in range(1, len(key) + 2))
-    return f"""{name} AS (
-                INSERT INTO {table} (org_id, {key_cols}, {", ".join(SUMMED)}, {", ".join(extra)})
-                SELECT org_id, {key_exprs}, {", ".join(f"SUM({c})" for c in SUMMED)},
-                       SUM(COALESCE(computed_cost, 0)), SUM(COALESCE(reported_cost, 0)), COUNT(*),
-                       COUNT(*) FILTER (WHERE cost_basis = %(unpriced)s),
-                       COALESCE(SUM(requests) FILTER (WHERE cost_basis = %(unpriced)s), 0)
-                FROM ins
-                GROUP BY org_id, {key_exprs}
-                ORDER BY {positions}
-                ON CONFLICT (org_id, {key_cols}) DO UPDATE SET {updates}
-            )"""  # noqa: S608 - identifiers from model metadata
-
-
-def _insert_postgres(rows: list[dict]) -> set[str]:
-    from psycopg.types.json import Jsonb
-
-    record_table = UsageRecord._meta.db_table
-    columns = ", ".join(RECORD_COLUMNS)
-    rollups = ",\n            ".join(
-        _rollup_cte(f"roll{i}", model, key) for i, (model, key) in enumerate(ROLLUPS)
-    )
-    with connection.cursor() as cursor:
-        _ensure_staging(cursor)
-        cursor.execute(f"TRUNCATE {_STAGING}")
-        # The raw psycopg cursor bypasses Django's error wrapping: without it a connection dropped during the COPY
-        # escapes as psycopg.OperationalError (a 500 instead of the API's 503) and Django never learns that this
-        # connection is broken, so it would be kept for the next request.
-        with (
-            connection.wrap_database_errors,
-            cursor.cursor.copy(f"COPY {_STAGING} ({columns}) FROM STDIN") as copy,
+def tags_json(tags) -> str:
+    """Compact JSON of a tags dict; the common small dict of plain strings without building it through json."""
+    if not tags:
+        return "{}"
+    parts = []
+    for key, value in tags.items():
+        if (
+            type(key) is not str
+            or type(value) is not str
+            or _JSON_UNSAFE.search(key)
+            or _JSON_UNSAFE.search(value)
         ):
-            for row in rows:
-                values = list(map(row.get, RECORD_COLUMNS))
-                values[_TAGS_AT] = Jsonb(row["tags"])
-                copy.write_row(values)
-        # Identifiers come from model metadata, values are parameters. Each rollup adds exactly the inserted rows.
-        cursor.execute(
-            f"""
+            return json.dumps(tags, separators=(",", ":"), ensure_ascii=False)
+        parts.append(f'"{key}":"{value}"')
+    return "{" + ",".join(parts) + "}"
+
+
+def _copy_text(value) -> str:
+    """One text value in COPY's text format (NULL is \\N)."""
+    if value is None:
+        return "\\N"
+    if type(value) is dict:
+        value = tags_json(value)
+    return str(value).translate(_COPY_ESCAPES)
+
+
+@lru_cache(maxsize=16)
+def _row_formatter(staged: tuple[str, ...]):
+    """A function row dict -> one COPY text line (without the newline) for these staged columns, in this order:
+    text columns first (checked together, escaped only when needed), then numbers, the day and the start."""
+    text = [
+        c for c in staged if c not in _INT_COLUMNS and c not in _NUMERIC_COLUMNS and c not in _FROM_STAGED
+    ]
+    rest = [c for c in staged if c not in text]
+    text_parts = []
+    for c in text:
+        if c == "tags":
+            text_parts.append(f"{{_tags_json(r[{c!r}])}}")
+        elif c in _NULLABLE:  # NULL is \\N: the backslash sends the row to the escaping path, which writes it
+            text_parts.append(f"{{_NULL if r.get({c!r}) is None else r[{c!r}]}}")
+        else:
+            text_parts.append(f"{{r[{c!r}]}}")
+    rest_parts = []
+    for c in rest:
+        if c == "start_time":
+            rest_parts.append(f"{{(r[{c!r}] - _EPOCH) // _MICROSECOND}}")
+        elif c == "day":
+            rest_parts.append(f"{{r[{c!r}].toordinal()}}")
+        elif c in _NULLABLE:
+            rest_parts.append(f"{{(_NULL if r.get({c!r}) is None else r[{c!r}])!s}}")
+        else:
+            rest_parts.append(f"{{r[{c!r}]!s}}")
+    source = (
+        "def fmt(r):\n"
+        f'    t = f"{chr(9).join(text_parts)}"\n'
+        f"    if t.count(_TAB) != {len(text) - 1} or _unsafe(t):\n"
+        f"        t = _TAB.join([{', '.join(f'_copy_text(r.get({c!r}))' for c in text)}])\n"
+        f'    return f"{{t}}\t{chr(9).join(rest_parts)}"\n'
+    )
+    namespace = {
+        "_tags_json": tags_json,
+        "_copy_text": _copy_text,
+        "_unsafe": _COPY_UNSAFE.search,
+        "_TAB": "\t",
+        "_NULL": "\\N",
+        "_EPOCH": _EPOCH,
+        "_MICROSECOND": _MICROSECOND,
+    }
+    exec(compile(source, f"<copy formatter {len(staged)} columns>", "exec"), namespace)  # noqa: S102 - our code
+    return namespace["fmt"], (*text, *rest)
+
+
+def _statement(common: tuple[str, ...], staged: tuple[str, ...]) -> str:
+    record_table = UsageRecord._meta.db_table
+    select = ", ".join(
+        f"%(c_{c})s::{_PG_TYPES.get(c, 'text')}" if c in common else _FROM_STAGED.get(c, c)
+        for c in RECORD_COLUMNS
+    )
+    fine_model, fine_key = ROLLUPS[0]
+    group = ["org_id", *("COALESCE(team_id, 0)" if k == "team_id" else k for k in fine_key)]
+    extra = ("computed_cost", "reported_cost", "records", "unpriced_records", "unpriced_requests")
+    sums = (*SUMMED, *extra)
+    grouped = f"""g AS (
+                SELECT {", ".join(f"{e} AS {n}" for e, n in zip(group, ("org_id", *fine_key), strict=True))},
+                       {", ".join(f"SUM({c}) AS {c}" for c in SUMMED)},
+                       SUM(COALESCE(computed_cost, 0)) AS computed_cost,
+                       SUM(COALESCE(reported_cost, 0)) AS reported_cost,
+                       COUNT(*) AS records,
+                       COUNT(*) FILTER (WHERE cost_basis = %(unpriced)s) AS unpriced_records,
+                       COALESCE(SUM(requests) FILTER (WHERE cost_basis = %(unpriced)s), 0) AS unpriced_requests
+                FROM ins
+                GROUP BY {", ".join(group)}
+            )"""  # noqa: S608 - identifiers from model metadata
+    ctes = [grouped]
+    for i, (model, key) in enumerate(ROLLUPS):
+        assert set(key) <= set(fine_key), "every rollup's key is part of the first (finest) rollup's key"
+        table = model._meta.db_table
+        cols = ", ".join(("org_id", *key))
+        if model is fine_model:
+            source = f"SELECT {cols}, {', '.join(sums)} FROM g"  # noqa: S608
+        else:
+            source = f"SELECT {cols}, {', '.join(f'SUM({c})' for c in sums)} FROM g GROUP BY {cols}"  # noqa: S608
+        updates = ", ".join(f"{c} = {table}.{c} + EXCLUDED.{c}" for c in sums)
+        # a fixed order of the upserted keys: concurrent batches take the rollup rows' locks in the same order
+        ctes.append(
+            f"""roll{i} AS (
+                INSERT INTO {table} ({cols}, {", ".join(sums)})
+                {source}
+                ORDER BY {cols}
+                ON CONFLICT ({cols}) DO UPDATE SET {updates}
+            )"""
+        )
+    columns = ", ".join(RECORD_COLUMNS)
+    rollups = ",\n            ".join(ctes)
+    return f"""
             WITH ins AS (
                 INSERT INTO {record_table} ({columns}, created_at)
-                SELECT {columns}, now() FROM {_STAGING}
+                SELECT {select}, now() FROM {_STAGING}
                 ON CONFLICT (org_id, source, key) DO NOTHING
                 RETURNING {_RETURNED}
             ),
             {rollups}
             SELECT key FROM ins
-            """,  # noqa: S608
-            {"unpriced": BASIS_UNPRICED},
-        )
-        return {r[0] for r in cursor.fetchall()}
+            """  # noqa: S608 - identifiers from model metadata, values are parameters
+
+
+_statements: dict[tuple, str] = {}
 
 
 # --- other databases -----------------------------------------------------------------------------------------------

@@ -40,8 +40,17 @@ TOKEN_FIELDS = (
 )
 
 
+# The ledger and its rollups are the hot write path (COPY, then one INSERT … ON CONFLICT per batch). Their org is
+# set by the services from the authenticated org, never from input, and an org's rows go when the org goes (Django's
+# cascade), so the database keeps no foreign-key constraint here: PostgreSQL would otherwise run a deferred
+# referential-integrity check per inserted row at commit. No single-column org index either: every other index and
+# unique key starts with org.
+_HOT_ORG = {"on_delete": models.CASCADE, "related_name": "+", "db_constraint": False, "db_index": False}
+
+
 class UsageRecord(OrgOwnedModel):
     id = models.BigAutoField(primary_key=True)
+    org = models.ForeignKey("orgs.Organization", **_HOT_ORG)
     source = models.CharField(max_length=8, choices=SOURCES)
     # Unique per org and source: the event id, or the provider bucket's connection + dimensions + start.
     key = models.CharField(max_length=255)
@@ -55,7 +64,13 @@ class UsageRecord(OrgOwnedModel):
     api_key_id = models.CharField(max_length=128, null=True, blank=True)
     # The team id is kept when a team is deleted, so recorded usage keeps its numbers and its attribution.
     team = models.ForeignKey(
-        "orgs.Team", null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+        "orgs.Team",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,  # read with the org, through the org's other indexes
+        related_name="+",
     )
     team_source = models.CharField(max_length=8, choices=TEAM_SOURCES, default=TEAM_NONE)
     feature = models.CharField(max_length=128, default="", blank=True)
@@ -107,8 +122,15 @@ class UsageRecord(OrgOwnedModel):
         indexes = [
             models.Index(fields=["org", "day"], name="usage_org_day"),
             models.Index(fields=["org", "start_time"], name="usage_org_start"),
-            models.Index(fields=["org", "cost_basis", "day"], name="usage_org_basis_day"),
-            models.Index(fields=["org", "connection_id", "start_time"], name="usage_org_conn_start"),
+            # Partial: pushed events (connection_id NULL) and priced rows, the bulk of the ledger, skip these two.
+            models.Index(
+                fields=["org", "day"], name="usage_org_unpriced_day", condition=Q(cost_basis=BASIS_UNPRICED)
+            ),
+            models.Index(
+                fields=["org", "connection_id", "start_time"],
+                name="usage_org_conn_start",
+                condition=Q(connection_id__isnull=False),
+            ),
         ]
 
     @property
@@ -144,6 +166,7 @@ class DailyRollup(OrgOwnedModel, RollupSums):
     """Spend per org-local day, team, provider, model, feature and customer. Kept current on every write."""
 
     id = models.BigAutoField(primary_key=True)
+    org = models.ForeignKey("orgs.Organization", **_HOT_ORG)
     day = models.DateField()
     team_id = models.BigIntegerField(default=0, help_text="0 = unattributed")
     provider = models.CharField(max_length=64)
@@ -169,6 +192,7 @@ class DailyModelRollup(OrgOwnedModel, RollupSums):
     (spend per day and model, per provider) in a few thousand rows. Kept current on every write."""
 
     id = models.BigAutoField(primary_key=True)
+    org = models.ForeignKey("orgs.Organization", **_HOT_ORG)
     day = models.DateField()
     provider = models.CharField(max_length=64)
     model = models.CharField(max_length=128)

@@ -61,7 +61,7 @@ def price_row(book: PriceBook, row: dict) -> None:
     )
     computed = None
     if price is not None:
-        per_request = row["bucket_seconds"] == 0 and row["requests"] <= 1
+        per_request = not row.get("bucket_seconds") and row["requests"] <= 1
         try:
             # cost_of(price.resolved, _counts(row), ...) without building the TokenCounts (same result, same errors)
             computed = pricing.cost_of_counts(
@@ -145,82 +145,97 @@ def usage_events_ingest(*, org, events, token=None, now: datetime | None = None)
     result = IngestResult()
     teams, rules, book, tz = _Teams(org), _org_rules(org), PriceBook(org), org.tz
     token_team_id = token.team_id if token is not None else None
-    rows, index_of, seen = [], {}, set()
-    team_of, model_of = {}, {}  # per batch: teams.resolve and normalise_model are pure for one batch
-    for index, raw in enumerate(events):
-        clean, errors = validate_event(raw, now=now)
-        team_id, team_source = None, TEAM_NONE
-        if clean is not None:
-            if clean["team"] is not None:
-                named_team = clean["team"]
-                if named_team not in team_of:
-                    team_of[named_team] = teams.resolve(named_team)
-                team_id, team_source = team_of[named_team], TEAM_EXPLICIT
-                if team_id is None:
-                    errors = {"team": ["No such team in this organisation."]}
-            if not errors and token_team_id is not None:
-                if team_id is not None and team_id != token_team_id:
-                    errors = {
-                        "team": [f"This token may only write usage for team '{teams.by_id[token_team_id]}'."]
-                    }
-                team_id, team_source = token_team_id, team_source if team_id else TEAM_TOKEN
-        if errors:
-            event_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
-            result.rejected_events.append({"index": index, "id": event_id, "fields": errors})
-            continue
-        if clean["id"] in seen:
-            result.duplicate_events.append({"index": index, "id": clean["id"]})
-            continue
-        seen.add(clean["id"])
-        named = clean["named_tags"]
-        if team_id is None:
-            if rules:  # no rules: resolve_team is None whatever the tags
-                team_id = resolve_team(rules, tags={**clean["tags"], **{k: v for k, v in named.items() if v}})
-            team_source = TEAM_RULE if team_id is not None else TEAM_NONE
-        counts = clean["counts"]
-        model_key = (clean["provider"], clean["model_raw"])
-        if model_key not in model_of:
-            model_of[model_key] = normalise_model(*model_key)
-        row = {
-            "org_id": org.pk,
-            "source": SOURCE_EVENT,
-            "key": clean["id"],
-            "connection_id": None,
-            "token_id": token.pk if token is not None else None,
-            "provider": clean["provider"],
-            "model": model_of[model_key],
-            "model_raw": clean["model_raw"],
-            "project_id": None,
-            "workspace_id": None,
-            "api_key_id": None,
-            "team_id": team_id,
-            "team_source": team_source,
-            **named,
-            "tags": clean["tags"],
-            "start_time": clean["timestamp"],
-            "day": clean["timestamp"].astimezone(tz).date(),
-            "bucket_seconds": 0,
-            "service_tier": clean["service_tier"],
-            "context_window": "",
-            "requests": clean["requests"],
-            "uncached_input_tokens": counts["input_tokens"]
-            - counts["cache_read_tokens"]
-            - counts["cache_write_tokens"],
-            "cache_read_tokens": counts["cache_read_tokens"],
-            "cache_write_tokens": counts["cache_write_tokens"],
-            "cache_write_1h_tokens": counts["cache_write_1h_tokens"],
-            "output_tokens": counts["output_tokens"],
-            "reasoning_tokens": counts["reasoning_tokens"],
-            "input_audio_tokens": counts["input_audio_tokens"],
-            "output_audio_tokens": counts["output_audio_tokens"],
-            "currency": "USD",
-            "reported_cost": clean["cost"],
-        }
-        price_row(book, row)
-        index_of[clean["id"]] = index
-        rows.append(row)
-    with transaction.atomic():
-        inserted = ledger.insert_records(rows)
+    token_id = token.pk if token is not None else None
+    # the same in every row of a pushed batch: sent once with the statement, not per row
+    common = {
+        "org_id": org.pk,
+        "source": SOURCE_EVENT,
+        "connection_id": None,
+        "token_id": token_id,
+        "project_id": None,
+        "workspace_id": None,
+        "api_key_id": None,
+        "bucket_seconds": 0,
+        "context_window": "",
+        "currency": "USD",
+    }
+    index_of, seen = {}, set()
+    # The transaction starts before the loop: valid rows stream to the ledger's COPY in chunks while later events are
+    # still being validated and priced (PostgreSQL parses one chunk while Python prepares the next).
+    with transaction.atomic(), ledger.RecordWriter(common) as writer:
+        team_of, model_of = {}, {}  # per batch: teams.resolve and normalise_model are pure for one batch
+        for index, raw in enumerate(events):
+            clean, errors = validate_event(raw, now=now)
+            team_id, team_source = None, TEAM_NONE
+            if clean is not None:
+                if clean["team"] is not None:
+                    named_team = clean["team"]
+                    if named_team not in team_of:
+                        team_of[named_team] = teams.resolve(named_team)
+                    team_id, team_source = team_of[named_team], TEAM_EXPLICIT
+                    if team_id is None:
+                        errors = {"team": ["No such team in this organisation."]}
+                if not errors and token_team_id is not None:
+                    if team_id is not None and team_id != token_team_id:
+                        errors = {
+                            "team": [
+                                f"This token may only write usage for team '{teams.by_id[token_team_id]}'."
+                            ]
+                        }
+                    team_id, team_source = token_team_id, team_source if team_id else TEAM_TOKEN
+            if errors:
+                event_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
+                result.rejected_events.append({"index": index, "id": event_id, "fields": errors})
+                continue
+            event_id = clean["id"]
+            if event_id in seen:
+                result.duplicate_events.append({"index": index, "id": event_id})
+                continue
+            seen.add(event_id)
+            named = clean["named_tags"]
+            if team_id is None:
+                if rules:  # no rules: resolve_team is None whatever the tags
+                    team_id = resolve_team(
+                        rules, tags={**clean["tags"], **{k: v for k, v in named.items() if v}}
+                    )
+                team_source = TEAM_RULE if team_id is not None else TEAM_NONE
+            counts = clean["counts"]
+            provider, model_raw, ts = clean["provider"], clean["model_raw"], clean["timestamp"]
+            model_key = (provider, model_raw)
+            model = model_of.get(model_key)
+            if model is None:
+                model = model_of[model_key] = normalise_model(provider, model_raw)
+            row = {
+                "key": event_id,
+                "token_id": token_id,  # for the budget counters after the commit
+                "provider": provider,
+                "model": model,
+                "model_raw": model_raw,
+                "team_id": team_id,
+                "team_source": team_source,
+                **named,
+                "tags": clean["tags"],
+                "start_time": ts,
+                "day": ts.astimezone(tz).date(),
+                "service_tier": clean["service_tier"],
+                "requests": clean["requests"],
+                "uncached_input_tokens": counts["input_tokens"]
+                - counts["cache_read_tokens"]
+                - counts["cache_write_tokens"],
+                "cache_read_tokens": counts["cache_read_tokens"],
+                "cache_write_tokens": counts["cache_write_tokens"],
+                "cache_write_1h_tokens": counts["cache_write_1h_tokens"],
+                "output_tokens": counts["output_tokens"],
+                "reasoning_tokens": counts["reasoning_tokens"],
+                "input_audio_tokens": counts["input_audio_tokens"],
+                "output_audio_tokens": counts["output_audio_tokens"],
+                "reported_cost": clean["cost"],
+            }
+            price_row(book, row)
+            index_of[event_id] = index
+            writer.add(row)
+        rows = writer.rows
+        inserted = writer.finish()
         new_rows = [r for r in rows if r["key"] in inserted]
         transaction.on_commit(lambda: _after_write(org, new_rows=new_rows))
     result.accepted = len(inserted)
