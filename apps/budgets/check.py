@@ -26,6 +26,7 @@ from apps.catalog import pricing
 from apps.catalog.selectors import PriceBook, normalise_model
 from apps.orgs import versions
 from apps.orgs.models import Organization, Team
+from spendctl.common import redis_client
 
 ALLOW, WARN, DENY = "allow", "warn", "deny"
 _RANK = {ALLOW: 0, WARN: 1, DENY: 2}
@@ -112,6 +113,7 @@ class _OrgConfig:
         self.org = org
         self.version = version
         self.loaded_at = time.monotonic()
+        self.redis_failures = redis_client.failures()
         self.budgets = list(Budget.objects.for_org(org).filter(is_active=True))
         for b in self.budgets:
             b.org = org  # selectors read budget.org; no query for it
@@ -163,7 +165,11 @@ def _config(org, *, cached: bool) -> _OrgConfig:
     if not cached:
         return _OrgConfig(org, None)
     found = _CONFIG.get(org.pk)
-    if found is not None and time.monotonic() - found.loaded_at < versions.CACHE_SECONDS:
+    if (
+        found is not None
+        and time.monotonic() - found.loaded_at < versions.CACHE_SECONDS
+        and found.redis_failures == redis_client.failures()
+    ):
         return found
     # The version first, then the rows: a change committed before this version is read is in them.
     version = versions.current(org.pk)

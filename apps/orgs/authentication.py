@@ -81,11 +81,12 @@ def cached_token(token_hash: str):
     passing is seen at once. Raises if Redis is unreachable (the caller authenticates from the database)."""
     hit = _TOKENS.get(token_hash)
     now = time.monotonic()
-    if hit is not None and now - hit[2] < versions.CACHE_SECONDS:
+    if hit is not None and now - hit[2] < versions.CACHE_SECONDS and hit[3] == redis_client.failures():
         token = hit[0]
         if token.expires_at is None or token.expires_at > timezone.now():
             return token, hit[1]
     _TOKENS.pop(token_hash, None)
+    failures_at_read = redis_client.failures()
     token = usable_token(token_hash)
     if token is None:
         return None
@@ -96,7 +97,7 @@ def cached_token(token_hash: str):
         return None
     if len(_TOKENS) >= _MAX_TOKENS:
         _TOKENS.clear()
-    _TOKENS[token_hash] = (token, version, now)
+    _TOKENS[token_hash] = (token, version, now, failures_at_read)
     return token, version
 
 

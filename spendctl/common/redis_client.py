@@ -14,6 +14,15 @@ from django.conf import settings
 DOWN_SECONDS = 1.0
 _client = None
 _down_until = 0.0
+# How many times Redis failed under this process. Caches confirmed through Redis (the check's tokens and org
+# configuration) remember the count they were loaded at and reload when it moved: while Redis was away, changes
+# (a bumped counter epoch, a revoked token) could not bump the org version, and a Redis that comes back may hold
+# the old version and the old counters.
+_failures = 0
+
+
+def failures() -> int:
+    return _failures
 
 
 def enabled() -> bool:
@@ -37,8 +46,9 @@ def mark_down(*, force: bool = False) -> None:
     """Redis just failed (call it from the except block): drop the connection, and if Redis could not be reached
     (refused, reset, connect timeout) leave it alone for DOWN_SECONDS. A slow answer (read timeout) does not open
     the breaker: under load the database path costs far more than waiting for Redis again."""
-    global _client, _down_until
+    global _client, _down_until, _failures
     _client = None
+    _failures += 1
     if force or _unreachable(sys.exc_info()[1]):
         _down_until = time.monotonic() + DOWN_SECONDS
 

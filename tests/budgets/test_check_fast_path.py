@@ -389,3 +389,33 @@ def test_the_check_answers_json_whatever_the_accept_header(api, org):
     )
     assert response.status_code == 200 and response["Content-Type"] == "application/json"
     assert response.json()["decision"] == "allow"
+
+
+@needs_redis
+def test_a_redis_failure_drops_the_cached_configuration(setup):
+    """While Redis is away, writes bump the org's counter epoch in the database but cannot bump the org version,
+    and a Redis that comes back may hold the old version and the old, stale counters. A process that saw Redis fail
+    reloads its cached configuration (and so the epoch) instead of trusting the old version (found by the fault test
+    tests/faults/test_redis_outage.py: stale answers for up to versions.CACHE_SECONDS after the restart)."""
+    from apps.orgs.models import Organization
+    from spendctl.common import redis_client
+
+    org, client, _ = setup
+    first = post(client)
+    assert first.status_code == 200
+    truth = {b["id"]: b["spent"] for b in first.json()["budgets"]}
+    # The old epoch's counters go stale (usage the counters never saw), and the epoch moves on in the database only.
+    old = Organization.objects.get(pk=org.pk).counter_epoch
+    stale = counters.client()
+    for key in stale.keys(f"{settings.SPEND_COUNTER_PREFIX}:{org.pk}:{old}:*"):
+        stale.hincrby(key, "all", 7 * 10**9)
+    Organization.objects.filter(pk=org.pk).update(counter_epoch=old + 1)
+
+    cached = post(client).json()["budgets"]
+    assert {b["id"]: b["spent"] for b in cached} != truth  # the cached epoch: the stale counters
+
+    redis_client.mark_down(force=True)  # this process sees Redis fail ...
+    redis_client._down_until = 0.0  # ... and come back
+    again = post(client)
+    assert again.status_code == 200 and again.json()["source"] == "redis"
+    assert {b["id"]: b["spent"] for b in again.json()["budgets"]} == truth
