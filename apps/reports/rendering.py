@@ -129,8 +129,8 @@ def render(
         "app_url": app_url,
         "csv_name": csv_name(report),
     }
-    html = render_to_string("reports/email.html", context)
-    text = render_to_string("reports/email.txt", context)
+    html = render_to_string("reports/email/message.html", context)
+    text = render_to_string("reports/email/message.txt", context)
     subject = f"{context['org_name']}: AI spend report for {label}"
     return Rendered(subject, text, html, images, csv_name(report), report.detail_csv)
 

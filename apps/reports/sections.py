@@ -1,5 +1,5 @@
 """A report is a list of sections. Each section is registered by key and builds JSON-able data for an org and month;
-the e-mail, the preview and the PDF render each section with its own templates (`reports/sections/<key>.html` and
+the e-mail, the preview and the PDF render each section with its own templates (`reports/email/sections/<key>.html` and
 `.txt`), and a section may add charts (inline PNG in the e-mail). A later domain (recommendations, outcome margins)
 registers its own Section from its app's `ready()` without touching these.
 
@@ -123,11 +123,11 @@ class Section:
 
     @property
     def template_html(self) -> str:
-        return f"reports/sections/{self.key}.html"
+        return f"reports/email/sections/{self.key}.html"
 
     @property
     def template_text(self) -> str:
-        return f"reports/sections/{self.key}.txt"
+        return f"reports/email/sections/{self.key}.txt"
 
     def build(self, ctx: ReportContext) -> dict:
         raise NotImplementedError

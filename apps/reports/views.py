@@ -1,6 +1,7 @@
 """Reports screens: the archive with recipients, the preview (the e-mail's HTML part as sent), CSV, PDF, resend, and
 the public no-login unsubscribe page."""
 
+from csp.decorators import csp_replace
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse
@@ -106,7 +107,13 @@ class ReportPreviewView(_ReportsMixin, TemplateView):
         )
 
 
+# An e-mail's HTML must carry its styles inline (mail clients drop stylesheets), so this one page allows inline
+# styles; it runs no script at all, and only this site may frame it (the preview page's sandboxed iframe).
 @method_decorator(xframe_options_sameorigin, name="dispatch")
+@method_decorator(
+    csp_replace({"style-src": ["'unsafe-inline'"], "script-src": ["'none'"], "frame-ancestors": ["'self'"]}),
+    name="dispatch",
+)
 class ReportEmailHtmlView(_ReportsMixin, View):
     """The e-mail's HTML part exactly as sent, with the inline charts as data: URIs instead of cid: references."""
 

@@ -69,6 +69,12 @@ def test_reports_page_generates_last_month_on_first_view(client, org, member_of,
     assert html.status_code == 200
     assert b'src="data:image/png;base64,' in html.content and b"cid:" not in html.content
     assert html["X-Frame-Options"] == "SAMEORIGIN"
+    # The e-mail's own policy: its inline styles, no script at all, framed only by this site (the preview page
+    # itself keeps the strict policy).
+    policy = html["Content-Security-Policy"]
+    assert "style-src 'unsafe-inline'" in policy and "script-src 'none'" in policy
+    assert "frame-ancestors 'self'" in policy
+    assert "unsafe-inline" not in preview["Content-Security-Policy"]
     csv = client.get(f"/o/{org.slug}/reports/2026-10/report.csv")
     assert csv.status_code == 200 and b"3.5000000000" in csv.content
     pdf = client.get(f"/o/{org.slug}/reports/2026-10/report.pdf")
