@@ -74,7 +74,11 @@ class PriceBook:
                 try:
                     resolved = pricing.with_rates(resolved, provider=provider, model=model, **rates)
                 except ValueError:
-                    resolved = pricing.with_rates(None, provider=provider, model=model, **rates)
+                    try:
+                        resolved = pricing.with_rates(None, provider=provider, model=model, **rates)
+                    except ValueError:  # a rate set that makes no price (saved before it was validated)
+                        resolved = None
+                        continue
                 ref = f"override #{o.pk} rates"
             if o.discount_percent and resolved is not None:
                 resolved = pricing.with_discount(resolved, Decimal(o.discount_percent))

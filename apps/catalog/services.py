@@ -1,10 +1,11 @@
-from datetime import date
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from apps.audit import services as audit
+from apps.catalog import pricing
 from apps.catalog.models import PriceOverride
 from spendctl.common.queue import enqueue
 
@@ -39,8 +40,37 @@ def _validate(o: PriceOverride):
             errors[f] = ["A price cannot be negative."]
     if o.effective_to is not None and o.effective_to <= o.effective_from:
         errors["effective_to"] = ["The end must be after the start."]
+    if not errors and has_rates and o.model:
+        _validate_rates(o)
     if errors:
         raise ValidationError(errors)
+
+
+def _validate_rates(o: PriceOverride) -> None:
+    """The rates must make a price the way the price book will combine them: over the catalog's list price, or on
+    their own for a model it does not price (then cache prices need an input price to hang from, as in
+    genai-prices). Found by the API fuzzing run: a cache-write price alone for an unknown model was a 500 on every
+    later price lookup."""
+    rates = {f: getattr(o, f) for f in RATE_FIELDS if getattr(o, f) is not None}
+    at = datetime.combine(o.effective_from, time.min, tzinfo=UTC)
+    try:
+        listed = pricing.resolve_price(provider=o.provider, model=o.model, at=at)
+    except ValueError:
+        listed = None
+    for base in (listed, None) if listed is not None else (None,):
+        try:
+            pricing.with_rates(base, provider=o.provider, model=o.model, **rates)
+            return
+        except ValueError:
+            continue
+    raise ValidationError(
+        {
+            "input_mtok": [
+                "The catalog has no price for this model, so give an input price: cache prices are charged "
+                "relative to it."
+            ]
+        }
+    )
 
 
 @transaction.atomic

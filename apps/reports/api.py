@@ -2,6 +2,7 @@ import csv
 import io
 
 from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins
 
@@ -31,7 +32,13 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedV
     def scope_queryset(self, queryset):
         return queryset.order_by("-month")
 
-    @extend_schema(parameters=[FORMAT])
+    @extend_schema(
+        parameters=[FORMAT],
+        responses={
+            (200, "application/json"): ReportListSerializer(many=True),
+            (200, "text/csv"): OpenApiTypes.STR,
+        },
+    )
     def list(self, request, *args, **kwargs):
         if request.query_params.get("format") == "csv":
             buf = io.StringIO()
@@ -53,7 +60,10 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedV
             return response
         return super().list(request, *args, **kwargs)
 
-    @extend_schema(parameters=[FORMAT])
+    @extend_schema(
+        parameters=[FORMAT],
+        responses={(200, "application/json"): ReportSerializer, (200, "text/csv"): OpenApiTypes.STR},
+    )
     def retrieve(self, request, *args, **kwargs):
         if request.query_params.get("format") == "csv":
             report = self.get_object()

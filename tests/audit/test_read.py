@@ -201,3 +201,18 @@ def test_times_and_date_filters_follow_the_orgs_time_zone(org, member_of):
         == 1
     )
     assert len(web.get(url, {"action": "team.created", "end": "2026-03-01"}).context["events"]) == 0
+
+
+def test_time_filters_take_any_iso_offset_and_extreme_years(reader, trail):
+    """ISO 8601 allows offsets PostgreSQL refuses (beyond ±15:59) and years that leave the calendar in UTC: both
+    are compared in UTC, never a 500 (found by the API fuzzing run: `created_before=0461-04-21T16:30:29-20:14`)."""
+
+    def count(query):
+        response = reader.get("/api/v1/audit?" + query.replace("+", "%2B"))
+        assert response.status_code == 200, response.content
+        return response.json()["count"]
+
+    assert count("created_before=0461-04-21T16:30:29.410-20:14") == 0
+    assert count("created_after=0461-04-21T16:30:29.410-20:14") == 6
+    assert count("created_after=0001-01-01T00:00:00+05:00") == 6
+    assert count("created_before=9999-12-31T23:00:00-05:00") == 6

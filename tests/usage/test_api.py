@@ -357,3 +357,28 @@ def test_reattribute_command(org, capsys):
     call_command("reattribute", org.slug, "--start", "2026-11-01")
     assert "1 record" in capsys.readouterr().out
     assert UsageRecord.objects.get(org=org).team.name == "Search"
+
+
+def test_an_override_whose_rates_make_no_price_is_refused_and_an_old_one_is_unpriced(api, org):
+    """A cache price alone, for a model the catalog does not price under that provider, makes no price (cache
+    rates hang from the input rate): refused when saved, and one saved before this check makes the model unpriced,
+    never a 500 (found by the API fuzzing run: GET /prices?model=claude-sonnet-4-5&provider=openai)."""
+    from apps.catalog.models import PriceOverride
+
+    client = api(org)
+    body = {
+        "provider": "openai",
+        "model": "claude-sonnet-4-5",
+        "cache_write_mtok": "3.75",
+        "effective_from": "2026-01-01",
+    }
+    assert_error(client.post("/api/v1/price-overrides", body, format="json"), 400, fields=["input_mtok"])
+    ok = client.post("/api/v1/price-overrides", {**body, "input_mtok": "3"}, format="json")
+    assert ok.status_code == 201, ok.content
+    known = client.get(
+        "/api/v1/prices?provider=openai&model=claude-sonnet-4-5&at=2026-11-18T00:00:00Z"
+    ).json()
+    assert known["known"] and Decimal(known["rates"]["input_mtok"]) == Decimal("3")
+    PriceOverride.objects.filter(org=org).update(input_mtok=None)  # as if saved before the check existed
+    response = client.get("/api/v1/prices?provider=openai&model=claude-sonnet-4-5&at=2026-11-18T00:00:00Z")
+    assert response.status_code == 200 and response.json()["known"] is False
