@@ -12,6 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 from django.conf import settings
 from django.db.models import F, Sum
@@ -30,52 +31,7 @@ TTL_SECONDS = 400 * 86400
 # missing day hashes, their indexes (1-based among the day keys)…, then per group and field: high, low}: the sum
 # of the field over the group's days as high * 10^9 + low, exact (Lua numbers are doubles: each value is split at
 # nine digits, so sums stay exact up to 9e15 dollars).
-CHECK = """
-local out = {0, '', 0, 0}
-if KEYS[1] ~= '' then
-  local n = redis.call('INCR', KEYS[1])
-  if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-  out[1] = n
-end
-local v = redis.call('GET', KEYS[2])
-if not v then redis.call('SET', KEYS[2], ARGV[2]) v = ARGV[2] end
-out[2] = v
-if KEYS[3] ~= '' and redis.call('SET', KEYS[3], '1', 'NX', 'EX', 60) then out[3] = 1 end
-local sums, missing = {}, {}
-local k, a = 4, 4
-for g = 1, tonumber(ARGV[3]) do
-  local nk, nf = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  local fields = {'_built'}
-  for j = 1, nf do fields[j + 1] = ARGV[a + 1 + j] end
-  a = a + 2 + nf
-  local hi, lo = {}, {}
-  for j = 1, nf do hi[j] = 0 lo[j] = 0 end
-  for i = k, k + nk - 1 do
-    local vals = redis.call('HMGET', KEYS[i], unpack(fields))
-    if not vals[1] then
-      table.insert(missing, i - 3)
-    else
-      for j = 1, nf do
-        local s = vals[j + 1]
-        if s then
-          local neg = string.byte(s, 1) == 45
-          if neg then s = string.sub(s, 2) end
-          local l = tonumber(string.sub(s, -9))
-          local h = 0
-          if #s > 9 then h = tonumber(string.sub(s, 1, #s - 9)) end
-          if neg then hi[j] = hi[j] - h lo[j] = lo[j] - l else hi[j] = hi[j] + h lo[j] = lo[j] + l end
-        end
-      end
-    end
-  end
-  k = k + nk
-  for j = 1, nf do table.insert(sums, hi[j]) table.insert(sums, lo[j]) end
-end
-out[4] = #missing
-for _, i in ipairs(missing) do table.insert(out, i) end
-for _, x in ipairs(sums) do table.insert(out, x) end
-return out
-"""
+CHECK = (Path(__file__).parent / "check.lua").read_text()  # also run by bench/bare_wsgi.py
 # KEYS[1]: day hash; ARGV: field, amount, field, amount … Increments only a hash that was built.
 INCR = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
