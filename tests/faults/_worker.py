@@ -1,7 +1,7 @@
 """Loaded by the Celery worker the fault tests start (`--include tests.faults._worker`).
 
 In each pool process it applies what the in-process tests set with monkeypatch: the provider client options (page
-sizes, endpoints), short HTTP timeouts and in-client retries, and a short task backoff (seconds instead of minutes),
+sizes, endpoints), short HTTP timeouts and in-client retries, and a short task backoff (seconds instead of minutes, with an optional floor),
 all from FAULTS_* environment variables. Nothing else of the worker is changed.
 """
 
@@ -24,8 +24,11 @@ def _configure(**_kwargs):
         tasks.MAX_RETRIES = int(os.environ["FAULTS_MAX_RETRIES"])
     if "FAULTS_BACKOFF_BASE" in os.environ:
         base, original = float(os.environ["FAULTS_BACKOFF_BASE"]), tasks.backoff
+        # A floor under the jitter: full jitter can draw a countdown of a few milliseconds, and a test that must see
+        # the run in "retrying" then races the retry on a loaded machine (seen in CI).
+        floor = float(os.environ.get("FAULTS_BACKOFF_MIN", "0"))
 
         def backoff(attempt, *, base_=base, retry_after=None, **_ignored):
-            return original(attempt, base=base_, cap=base_ * 8, retry_after=retry_after)
+            return max(floor, original(attempt, base=base_, cap=base_ * 8, retry_after=retry_after))
 
         tasks.backoff = backoff

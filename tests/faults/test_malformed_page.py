@@ -41,7 +41,13 @@ def test_malformed_pages_fail_visibly_keep_what_came_before_and_are_retried(
     fake = started(FakeOpenAI())
     connection = connection_for(org, fake)
     sync = started(
-        SyncHarness(private_redis, counter_prefix, FAULTS_BACKOFF_BASE="0.5", FAULTS_MAX_RETRIES="2")
+        SyncHarness(
+            private_redis,
+            counter_prefix,
+            FAULTS_BACKOFF_BASE="0.5",
+            FAULTS_BACKOFF_MIN="2",  # "retrying" lasts at least 2 s, so the test cannot miss it under load
+            FAULTS_MAX_RETRIES="2",
+        )
     )
     sync.worker()
 
