@@ -2,16 +2,19 @@
 drawn chart, acknowledging an alert, and a webhook's "Send test". Screenshots at desktop and phone width."""
 
 import re
-from decimal import ROUND_HALF_UP, Decimal
+from datetime import timedelta
+from decimal import ROUND_DOWN, Decimal
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from apps.budgets import services
 from apps.budgets.models import Alert, Budget, WebhookDelivery
-from apps.budgets.selectors import budget_status
+from apps.budgets.selectors import budget_status, org_today
 from apps.orgs.models import Team
 from apps.usage.demo import load_demo_usage
+from apps.usage.services import usage_events_ingest
 from tests.factories import MembershipFactory, OrganizationFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -27,13 +30,16 @@ CHART_IS_DRAWN = """() => {
 }"""
 
 
-def whole(value: Decimal) -> Decimal:
-    return value.quantize(Decimal(1), rounding=ROUND_HALF_UP)
+def cents(value: Decimal) -> Decimal:
+    return value.quantize(Decimal("0.01"), rounding=ROUND_DOWN)
 
 
-def expected_total(org, **scope) -> Decimal:
-    """This period's forecast for a scope, from an unsaved budget (nothing is evaluated or alerted)."""
-    return budget_status(Budget(org=org, amount=Decimal(1), **scope)).forecast.expected_total
+def spent_and_forecast(org, **scope) -> tuple[Decimal, Decimal]:
+    """This period's spend to date and forecast for a scope, from an unsaved budget (nothing is evaluated or
+    alerted). Amounts are set from these, not from the calendar: on the 2nd of a month a budget at 1.25x the
+    forecast has used a few percent, on the 30th most of it."""
+    status = budget_status(Budget(org=org, amount=Decimal(1), **scope))
+    return status.spent, status.forecast.expected_total
 
 
 def shots(page, shot, name):
@@ -47,21 +53,53 @@ def shots(page, shot, name):
 def acme():
     org = OrganizationFactory(name="Acme Corp", slug="acme", timezone="Europe/London")
     load_demo_usage(org)
+    # Minutes into a month the demo has no spend in it yet: one call a minute ago gives every scope below some.
+    result = usage_events_ingest(
+        org=org,
+        events=[
+            {
+                "id": "e2e-this-month",
+                "timestamp": (timezone.now() - timedelta(minutes=1)).isoformat(),
+                "provider": "openai",
+                "model": "gpt-4.1",
+                "input_tokens": 1000,
+                "output_tokens": 100,
+                "cost": "40.00",
+                "team": "Support",
+                "tags": {"feature": "email-drafts"},
+            }
+        ],
+    )
+    assert result.accepted == 1, result
     return org
 
 
 def test_create_a_budget_see_its_burn_and_acknowledge_an_alert(page, log_in, shot, acme):
     support = Team.objects.get(org=acme, name="Support")
     # Three budgets around the one made through the form: one over, one forecast to go over, one on track.
-    support_forecast = expected_total(acme, scope="team", team=support)
+    support_spent, _ = spent_and_forecast(acme, scope="team", team=support)
     services.budget_create(
-        org=acme, name="Support", scope="team", team=support, amount=whole(support_forecast * Decimal("0.6"))
+        org=acme, name="Support", scope="team", team=support, amount=cents(support_spent * Decimal("0.8"))
     )
-    gpt_forecast = expected_total(acme, scope="model", model="gpt-4.1")
+    # Halfway between spend to date and the forecast: under budget now, forecast to cross before the end. Its own
+    # four weeks around today, so that there are days left to forecast even late on the last day of a month.
+    today = org_today(acme)
+    fortnight = {
+        "period": "custom",
+        "custom_start": today - timedelta(days=14),
+        "custom_end": today + timedelta(days=14),
+    }
+    gpt_spent, gpt_forecast = spent_and_forecast(acme, scope="model", model="gpt-4.1", **fortnight)
+    assert gpt_forecast - gpt_spent > Decimal("0.10")
     services.budget_create(
-        org=acme, name="GPT-4.1", scope="model", model="gpt-4.1", amount=whole(gpt_forecast * Decimal("0.95"))
+        org=acme,
+        name="GPT-4.1",
+        scope="model",
+        model="gpt-4.1",
+        amount=cents((gpt_spent + gpt_forecast) / 2),
+        **fortnight,
     )
-    drafts = expected_total(
+    _, drafts_forecast = spent_and_forecast(
         acme, scope="tag", tag_key="feature", tag_value="email-drafts", period="quarterly"
     )
     services.budget_create(
@@ -70,7 +108,7 @@ def test_create_a_budget_see_its_burn_and_acknowledge_an_alert(page, log_in, sho
         scope="tag",
         tag_key="feature",
         tag_value="email-drafts",
-        amount=whole(drafts * Decimal("1.6")),
+        amount=cents(drafts_forecast * Decimal("1.6")),
         period="quarterly",
     )
     finance = MembershipFactory(org=acme, role="finance", user__email="fin@acme.test").user
@@ -93,8 +131,9 @@ def test_create_a_budget_see_its_burn_and_acknowledge_an_alert(page, log_in, sho
     expect(page.get_by_role("alert").filter(has_text="The budget was not saved")).to_be_visible()
     assert not Budget.objects.filter(name="Company AI").exists()
     shots(page, shot, "budget-form")
-    company_forecast = expected_total(acme)
-    page.get_by_label("Amount (USD)").fill(str(whole(company_forecast * Decimal("1.25"))))
+    # 60% used: past the 50% threshold only, whatever the day of the month.
+    company_spent, _ = spent_and_forecast(acme)
+    page.get_by_label("Amount (USD)").fill(str(cents(company_spent / Decimal("0.6"))))
     page.get_by_role("button", name="Create budget").click()
 
     expect(page.get_by_role("status")).to_contain_text("Budget “Company AI” created.")
