@@ -285,7 +285,10 @@ def free_port() -> int:
 
 
 class Server:
-    """gunicorn -w 2 -k sync on 127.0.0.1 in its own session; stop() ends exactly that process group."""
+    """gunicorn -w 2 -k <WORKER_CLASS> on 127.0.0.1 in its own session; stop() ends exactly that process group."""
+
+    # set from --worker-class / --threads for every server of a run (the app and the baselines alike)
+    worker_class, threads = "sync", 1
 
     def __init__(self, label: str, app: str, env: dict, health: str, workers: int = 2):
         self.label, self.port, self.health = label, free_port(), health
@@ -299,7 +302,8 @@ class Server:
                 "--workers",
                 str(workers),
                 "--worker-class",
-                "sync",
+                self.worker_class,
+                *(["--threads", str(self.threads)] if self.worker_class == "gthread" else []),
                 "--log-level",
                 "warning",
                 "--timeout",
@@ -412,9 +416,12 @@ class CpuWindow:
 
         busy = b["machine"][0] - self.a["machine"][0]
         total = b["machine"][1] - self.a["machine"][1]
+        split = sorted((v - self.a["workers"].get(p, 0.0) for p, v in b["workers"].items()), reverse=True)
         return {
             "wall": wall,
             "workers": delta("workers"),
+            # the busiest worker's share of the workers' CPU: 0.5 is an even split, 1.0 one worker did everything
+            "busiest_share": split[0] / sum(split) if split and sum(split) > 0 else float("nan"),
             "pg": delta("pg"),
             "redis": delta("redis"),
             "machine_busy": busy,
@@ -712,6 +719,7 @@ def measure(server: Server, label: str, load: dict, args, ctx: dict) -> dict:
             "label": label,
             "load": describe(load),
             "workers_cpu": c["workers"],
+            "busiest_share": c["busiest_share"],
             "pg_cpu": c["pg"],
             "redis_cpu": c["redis"],
             "machine_busy": c["machine_busy"],
@@ -726,7 +734,8 @@ def measure(server: Server, label: str, load: dict, args, ctx: dict) -> dict:
         f"    {r['rps']:,.0f} req/s  p50 {fmt_ms(r['p50'])}  p95 {fmt_ms(r['p95'])}  p99 {fmt_ms(r['p99'])} ms  "
         f"errors {r['errors']}  workers {fmt_cores(r['workers_cpu'], c['wall'])}  "
         f"loadgen {fmt_cores(r['loadgen_cpu'], c['wall'])}  pg {fmt_cores(c['pg'], c['wall'])}  "
-        f"redis {fmt_cores(c['redis'], c['wall'])}  other {fmt_cores(r['other_cpu'], c['wall'])}",
+        f"redis {fmt_cores(c['redis'], c['wall'])}  other {fmt_cores(r['other_cpu'], c['wall'])}  "
+        f"busiest worker {c['busiest_share']:.0%}",
         flush=True,
     )
     return r
@@ -1188,6 +1197,13 @@ def main():
     parser.add_argument("--quick", action="store_true", help="short runs (5 s, 2 s warm-up) for a smoke test")
     parser.add_argument("--keep-db", action="store_true", help="do not drop the bench database at the end")
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
+    parser.add_argument(
+        "--worker-class",
+        choices=("sync", "gthread"),
+        default="sync",
+        help="gunicorn worker class for every server (gthread keeps connections alive; sync closes each one)",
+    )
+    parser.add_argument("--threads", type=int, default=1, help="threads per gthread worker")
     parser.add_argument("--profile-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--profile-bodies", help=argparse.SUPPRESS)
     parser.add_argument("--profile-out", help=argparse.SUPPRESS)
@@ -1195,6 +1211,7 @@ def main():
     args = parser.parse_args()
     if args.profile_child:
         return profile_child(args)
+    Server.worker_class, Server.threads = args.worker_class, args.threads
     if args.quick:
         args.duration, args.warmup, args.throttle_warmup, args.profile_requests = 5.0, 2.0, 5.0, 300
     use_wrk = args.loadgen == "wrk" or (
@@ -1369,15 +1386,26 @@ def main():
 
 
 def report(args, ctx, results, profiles, use_wrk, load_env, elapsed) -> str:
+    kind = f"{args.worker_class}" + (
+        f", {args.threads} thread(s) each" if args.worker_class == "gthread" else ""
+    )
+    server_cmd = f"gunicorn -w 2 -k {args.worker_class}" + (
+        f" --threads {args.threads}" if args.worker_class == "gthread" else ""
+    )
+    reconnect = (
+        "gunicorn sync closes every connection, wrk reconnects"
+        if args.worker_class == "sync"
+        else "gthread keeps connections alive, wrk reuses them"
+    )
     lines = [
-        "# POST /api/v1/check under gunicorn (2 sync workers), loopback",
+        f"# POST /api/v1/check under gunicorn (2 {kind} workers), loopback",
         "",
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {load_env}; "
         f"`{' '.join(['.venv/bin/python', 'bench/check.py', *sys.argv[1:]])}` ({elapsed / 60:.0f} min).",
         f"{args.events:,} events this month (+1,000 in the verification), 8 monthly budgets, "
         f"{ctx['org'].timezone} org; {len(ctx['bodies'])} varied request bodies; a check reads "
         f"{len(ctx['bare_keys'])} day hashes × {len(ctx['bare_fields'])} fields in one EVALSHA.",
-        f"Servers: `gunicorn -w 2 -k sync`, DEBUG=0 unless said, CONN_MAX_AGE=600, API_RATE_LIMIT={RATE_LIMIT} "
+        f"Servers: `{server_cmd}`, DEBUG=0 unless said, CONN_MAX_AGE=600, API_RATE_LIMIT={RATE_LIMIT} "
         f"unless said. Measured window {args.duration:.0f} s after a warm-up of "
         + (
             f"{ctx['tw']:.0f} s (app servers: DRF's one-minute throttle history reaches its steady size) or "
@@ -1389,14 +1417,15 @@ def report(args, ctx, results, profiles, use_wrk, load_env, elapsed) -> str:
         "Load: "
         + (
             "wrk 4.1 (2 threads; closed loop: each connection sends its next request when the answer "
-            "arrives; gunicorn sync closes every connection, wrk reconnects)"
+            f"arrives; {reconnect})"
             if use_wrk
             else "python closed loop"
         )
         + "; open loop: 2 Python processes × 8 threads at a fixed total rate, "
         "latency from each request's scheduled send time. The load generator, gunicorn, PostgreSQL and Redis "
         "share the same 2 cores; CPU columns are cores used during the window (from /proc). "
-        '"other" = machine busy minus all of those (other tenants of the machine, kernel).',
+        '"other" = machine busy minus all of those (other tenants of the machine, kernel); "busiest worker" = '
+        "the busier worker's share of the workers' CPU (50% is an even split).",
         "",
     ]
     header = [
@@ -1414,6 +1443,7 @@ def report(args, ctx, results, profiles, use_wrk, load_env, elapsed) -> str:
         "pg",
         "redis",
         "other",
+        "busiest worker",
         "busy before",
     ]
     rows = []
@@ -1435,6 +1465,7 @@ def report(args, ctx, results, profiles, use_wrk, load_env, elapsed) -> str:
                 f"{r['pg_cpu'] / w:.2f}",
                 f"{r['redis_cpu'] / w:.2f}",
                 f"{r['other_cpu'] / w:.2f}",
+                f"{r['busiest_share']:.0%}",
                 f"{r['busy_before']:.2f}",
             ]
         )
