@@ -15,7 +15,8 @@ Target (the issue): at least 1,000 checks per second on this 2-core machine with
    2 providers, a model, tag feature=chat, the token; amounts set from the spend so decisions mix allow/warn/deny).
 2. Servers: `gunicorn … -w 2 -k sync` (or `-k gthread --threads N`, for every server of the run) on 127.0.0.1
    (a free port), DEBUG=0 (SECRET_KEY, FIELD_ENCRYPTION_KEY, ALLOWED_HOSTS and SECURE_SSL_REDIRECT=0 from the
-   environment), REDIS_URL=--redis-url, CONN_MAX_AGE=600, API_RATE_LIMIT=1000000/min. One DEBUG=1 run for comparison. Baselines in the same run: bench/bare_wsgi.py
+   environment), REDIS_URL=--redis-url, CONN_MAX_AGE=600, API_RATE_LIMIT=1000000/min. One DEBUG=1 run for
+   comparison. Baselines in the same run: bench/bare_wsgi.py
    (no middleware, no DB: a plain Django view, and a DRF APIView, each doing ONE EVALSHA of the check's own Lua
    script over the same keys and fields). The database fallback: REDIS_URL pointing at a closed port.
 3. Load: closed loop with wrk (2 threads, N connections; gunicorn's sync workers close every connection, so wrk
