@@ -13,6 +13,7 @@ class ConnectionForm(forms.Form):
         help_text="Tested with the provider when you save, then encrypted. It is never shown again.",
     )
     base_url = forms.URLField(
+        assume_scheme="https",  # a host typed without a scheme is https://, as for webhooks (Django 6's default)
         label="Base URL (optional)",
         required=False,
         max_length=300,

@@ -85,3 +85,11 @@ def test_members_see_but_cannot_change_and_other_orgs_get_404(client, org, other
     client.force_login(member_of(other_org, "owner"))
     assert client.get(reverse("connector", args=[org.slug, connection.pk])).status_code == 404
     assert client.get(reverse("connector", args=[other_org.slug, connection.pk])).status_code == 404
+
+
+def test_a_base_url_typed_without_a_scheme_is_https():
+    from apps.connectors.forms import ConnectionForm
+
+    field = ConnectionForm().fields["base_url"]
+    assert field.clean("eu.proxy.example.com/v1") == "https://eu.proxy.example.com/v1"
+    assert field.clean("http://127.0.0.1:8081") == "http://127.0.0.1:8081"  # a scheme given is kept
