@@ -9,11 +9,12 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from functools import lru_cache
+from operator import itemgetter
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q, Sum
 
 from apps.usage.models import BASIS_UNPRICED, TOKEN_FIELDS, DailyModelRollup, DailyRollup, UsageRecord
@@ -74,7 +75,8 @@ _PG_TYPES = {
     "reported_cost": "numeric(24,10)",
     **dict.fromkeys(TOKEN_FIELDS, "bigint"),
 }
-_STAGING = "usage_staging"
+_STAGING = "usage_staging_rows"  # the ledger's columns and types (the COPY text of a batch)
+ZERO = Decimal(0)
 # what the rollups and the caller need of the inserted rows (not the wide tags, model_raw, price_ref ...)
 _RETURNED = ", ".join(
     dict.fromkeys(("org_id", "key", *ROLLUP_KEY, *SUMMED, "computed_cost", "reported_cost", "cost_basis"))
@@ -96,13 +98,20 @@ def insert_records(rows: list[dict], *, common: dict | None = None) -> set[str]:
 
 
 class RecordWriter:
-    """`insert_records` for a caller that produces rows one by one (the event ingest): on PostgreSQL every
-    CHUNK rows are formatted and sent to the COPY at once, so the server parses them while the caller prepares the
-    next ones; `finish()` then runs the one statement and returns the new keys. Use inside a transaction:
+    """`insert_records` for a caller that produces rows one by one (the event ingest). Use inside a transaction:
 
         with RecordWriter(common) as writer:
             for ...: writer.add(row)
             inserted = writer.finish()
+
+    On PostgreSQL every CHUNK rows are formatted and streamed to a COPY at once, so the server parses and stores
+    them while the caller prepares the next ones. The COPY goes straight into the ledger, inside a savepoint:
+    a batch of new keys (the common case) needs no staging table and no ON CONFLICT, and its rollup deltas are
+    grouped in Python from the rows and upserted in one statement. If any key is stored already (a retried batch,
+    or a concurrent request with the same key: the COPY waits for it and then fails on the unique constraint),
+    the COPY is rolled back to the savepoint and the same rows go the general way instead: COPY into a temporary
+    staging table, then one INSERT ... ON CONFLICT DO NOTHING that adds exactly the inserted rows to the rollups.
+    Either way every row is stored at most once and `finish()` returns exactly the keys that were new.
     """
 
     CHUNK = 1000
@@ -113,6 +122,10 @@ class RecordWriter:
         self._pending: list[dict] = []
         self._postgres = connection.vendor == "postgresql"
         self._cursor = self._copy_cm = self._copy = None
+        self._chunks: list[
+            str
+        ] = []  # the COPY text sent so far (sent again to the staging table on a conflict)
+        self._savepoint = None
         self._done = False
 
     def __enter__(self):
@@ -127,30 +140,42 @@ class RecordWriter:
                 self._send()
 
     def _send(self) -> None:
-        if self._copy is None:
-            self._start_copy()
+        if self._cursor is None:
+            self._start()
+        fmt, suffix = self._fmt, self._suffix
+        text = "\n".join([fmt(r, suffix) for r in self._pending]) + "\n"
+        self._pending.clear()
+        self._chunks.append(text)
         # The raw psycopg COPY bypasses Django's error wrapping: wrapped here, a connection dropped mid-COPY is a
         # Django OperationalError (the API's 503) and Django marks the connection unusable instead of reusing it.
         with connection.wrap_database_errors:
-            self._copy.write("\n".join(map(self._fmt, self._pending)) + "\n")
-        self._pending.clear()
+            self._copy.write(text)
 
-    def _start_copy(self) -> None:
-        common_cols = tuple(c for c in RECORD_COLUMNS if c in self.common)
+    def _start(self) -> None:
+        """The first chunk: the transaction's now() (every row's created_at), a savepoint, the COPY into the ledger."""
         staged = tuple(c for c in RECORD_COLUMNS if c not in self.common)
-        self._fmt, copy_order = _row_formatter(staged)
-        key = (common_cols, staged)
-        self._statement = _statements.get(key)
-        if self._statement is None:
-            self._statement = _statements[key] = _statement(common_cols, staged)
-        self._params = {f"c_{c}": self.common[c] for c in common_cols}
-        self._params["unpriced"] = BASIS_UNPRICED
+        common_cols = tuple(c for c in RECORD_COLUMNS if c in self.common)
         self._cursor = connection.cursor()
-        _ensure_staging(self._cursor)
-        self._cursor.execute(f"TRUNCATE {_STAGING}")
+        self._cursor.execute("SELECT now()")
+        (now,) = self._cursor.fetchone()
+        constant = {**self.common, "created_at": now}
+        self._fmt, order = _row_formatter(staged)
+        self._copy_order = (*order, *common_cols, "created_at")
+        self._suffix = "\t".join(_copy_text(constant[c]) for c in (*common_cols, "created_at"))
+        self._savepoint = connection.savepoint()
+        self._open_copy(UsageRecord._meta.db_table)
+
+    def _open_copy(self, table: str) -> None:
         with connection.wrap_database_errors:
-            self._copy_cm = self._cursor.cursor.copy(f"COPY {_STAGING} ({', '.join(copy_order)}) FROM STDIN")
+            self._copy_cm = self._cursor.cursor.copy(
+                f"COPY {table} ({', '.join(self._copy_order)}) FROM STDIN"
+            )
             self._copy = self._copy_cm.__enter__()
+
+    def _end_copy(self) -> None:
+        copy_cm, self._copy_cm = self._copy_cm, None
+        with connection.wrap_database_errors:
+            copy_cm.__exit__(None, None, None)
 
     def finish(self) -> set[str]:
         """Writes what is left; returns the keys that were new (each rollup has exactly those rows added)."""
@@ -163,10 +188,31 @@ class RecordWriter:
             return _insert_generic(rows)
         if self._pending:
             self._send()
-        copy_cm, self._copy_cm = self._copy_cm, None
+        try:
+            self._end_copy()  # a key stored already fails here: the unique constraint
+        except IntegrityError as exc:
+            if not _is_key_conflict(exc):
+                raise
+            connection.savepoint_rollback(self._savepoint)
+            return self._insert_staged()
+        connection.savepoint_commit(self._savepoint)
+        org_id = self.common["org_id"] if "org_id" in self.common else self.rows[0]["org_id"]
+        self._cursor.execute(
+            _rollup_statement(), _rollup_params(org_id, rollup_deltas(self.rows, self.common))
+        )
+        return {r["key"] for r in self.rows}
+
+    def _insert_staged(self) -> set[str]:
+        """The general way for rows of which some may be stored already: COPY the same text into the staging table,
+        then one INSERT ... ON CONFLICT DO NOTHING that also adds exactly the inserted rows to every rollup."""
+        _ensure_staging(self._cursor)
+        self._cursor.execute(f"TRUNCATE {_STAGING}")
+        self._open_copy(_STAGING)
         with connection.wrap_database_errors:
-            copy_cm.__exit__(None, None, None)  # COPY done
-        self._cursor.execute(self._statement, self._params)
+            for text in self._chunks:
+                self._copy.write(text)
+        self._end_copy()
+        self._cursor.execute(_statement(), {"unpriced": BASIS_UNPRICED})
         return {r[0] for r in self._cursor.fetchall()}
 
     def __exit__(self, exc_type, exc, tb):
@@ -178,33 +224,35 @@ class RecordWriter:
         return False
 
 
+def _is_key_conflict(exc: IntegrityError) -> bool:
+    """A unique violation of the ledger's idempotency key (any other integrity error is raised as before)."""
+    from psycopg.errors import UniqueViolation
+
+    cause = exc.__cause__
+    return isinstance(cause, UniqueViolation) and cause.diag.constraint_name == _KEY_CONSTRAINT
+
+
 # --- PostgreSQL ----------------------------------------------------------------------------------------------------
 #
-# One batch is: COPY (text format, one write of the whole batch) into a temporary staging table, then ONE statement
-# that inserts the new rows (ON CONFLICT DO NOTHING on the idempotency key), groups exactly the inserted rows once by
-# the finest rollup key and upserts every rollup from those groups. The COPY text is formatted by a function
-# generated per set of staged columns (an f-string per row): text columns are checked once per row and escaped only
-# when they need it; the start time travels as microseconds since the epoch and the day as an ordinal (exact, and
-# far cheaper to format than ISO strings).
+# The COPY text is formatted by a function generated per set of per-row columns (an f-string per row): text columns
+# are checked once per row and escaped only when they need it; the columns common to the batch and created_at (the
+# transaction's now(), as INSERT ... now() gave it) are one constant suffix. The same text goes to the ledger or, on
+# a key conflict, to the staging table, whose columns have the ledger's types.
 
-# staged as: start_time -> bigint microseconds since 1970-01-01 UTC, day -> integer date.toordinal()
-_STAGED_TYPES = {**_PG_TYPES, "start_time": "bigint", "day": "integer"}
-_FROM_STAGED = {
-    "start_time": "(timestamptz '1970-01-01 00:00:00+00' + start_time * interval '1 microsecond')",
-    "day": "(date '0001-01-01' + (day - 1))",
-}
+_STAGED_TYPES = {**_PG_TYPES, "created_at": "timestamptz"}
+_COPY_COLUMNS = (*RECORD_COLUMNS, "created_at")
 _INT_COLUMNS = frozenset(c for c, t in _PG_TYPES.items() if t in ("bigint", "integer"))
 _NUMERIC_COLUMNS = frozenset(c for c, t in _PG_TYPES.items() if t.startswith("numeric"))
+_ISO_COLUMNS = frozenset(("start_time", "day"))
 _NULLABLE = frozenset(f.column for f in UsageRecord._meta.concrete_fields if f.null)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
+_KEY_CONSTRAINT = "usage_record_key_unique"
 _COPY_UNSAFE = re.compile(r"[\\\n\r]")  # plus tabs, counted
 _JSON_UNSAFE = re.compile(r'[\x00-\x1f"\\]')
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 def _ensure_staging(cursor):
-    cols = ", ".join(f"{c} {_STAGED_TYPES.get(c, 'text')}" for c in RECORD_COLUMNS)
+    cols = ", ".join(f"{c} {_STAGED_TYPES.get(c, 'text')}" for c in _COPY_COLUMNS)
     cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} ({cols}) ON COMMIT DELETE ROWS")
 
 
@@ -236,10 +284,11 @@ def _copy_text(value) -> str:
 
 @lru_cache(maxsize=16)
 def _row_formatter(staged: tuple[str, ...]):
-    """A function row dict -> one COPY text line (without the newline) for these staged columns, in this order:
-    text columns first (checked together, escaped only when needed), then numbers, the day and the start."""
+    """A function (row dict, suffix) -> one COPY text line (without the newline) for these per-row columns, in this
+    order: text columns first (checked together, escaped only when needed), then numbers, the day and the start
+    (ISO), then the suffix (the batch's constant columns, already COPY text)."""
     text = [
-        c for c in staged if c not in _INT_COLUMNS and c not in _NUMERIC_COLUMNS and c not in _FROM_STAGED
+        c for c in staged if c not in _INT_COLUMNS and c not in _NUMERIC_COLUMNS and c not in _ISO_COLUMNS
     ]
     rest = [c for c in staged if c not in text]
     text_parts = []
@@ -252,20 +301,18 @@ def _row_formatter(staged: tuple[str, ...]):
             text_parts.append(f"{{r[{c!r}]}}")
     rest_parts = []
     for c in rest:
-        if c == "start_time":
-            rest_parts.append(f"{{(r[{c!r}] - _EPOCH) // _MICROSECOND}}")
-        elif c == "day":
-            rest_parts.append(f"{{r[{c!r}].toordinal()}}")
+        if c in _ISO_COLUMNS:  # an aware datetime (with its offset) and a date: unambiguous in any DateStyle
+            rest_parts.append(f"{{r[{c!r}].isoformat()}}")
         elif c in _NULLABLE:
             rest_parts.append(f"{{(_NULL if r.get({c!r}) is None else r[{c!r}])!s}}")
         else:
             rest_parts.append(f"{{r[{c!r}]!s}}")
     source = (
-        "def fmt(r):\n"
+        "def fmt(r, suffix):\n"
         f'    t = f"{chr(9).join(text_parts)}"\n'
         f"    if t.count(_TAB) != {len(text) - 1} or _unsafe(t):\n"
         f"        t = _TAB.join([{', '.join(f'_copy_text(r.get({c!r}))' for c in text)}])\n"
-        f'    return f"{{t}}\t{chr(9).join(rest_parts)}"\n'
+        f'    return f"{{t}}\t{chr(9).join(rest_parts)}\t{{suffix}}"\n'
     )
     namespace = {
         "_tags_json": tags_json,
@@ -273,23 +320,49 @@ def _row_formatter(staged: tuple[str, ...]):
         "_unsafe": _COPY_UNSAFE.search,
         "_TAB": "\t",
         "_NULL": "\\N",
-        "_EPOCH": _EPOCH,
-        "_MICROSECOND": _MICROSECOND,
     }
     exec(compile(source, f"<copy formatter {len(staged)} columns>", "exec"), namespace)  # noqa: S102 - our code
     return namespace["fmt"], (*text, *rest)
 
 
-def _statement(common: tuple[str, ...], staged: tuple[str, ...]) -> str:
-    record_table = UsageRecord._meta.db_table
-    select = ", ".join(
-        f"%(c_{c})s::{_PG_TYPES.get(c, 'text')}" if c in common else _FROM_STAGED.get(c, c)
-        for c in RECORD_COLUMNS
-    )
+_ROLLUP_EXTRA = ("computed_cost", "reported_cost", "records", "unpriced_records", "unpriced_requests")
+_ROLLUP_SUMS = (*SUMMED, *_ROLLUP_EXTRA)
+
+
+def _rollup_ctes(source: str) -> list[str]:
+    """One upsert per rollup from `source`, a relation with org_id, the finest rollup key and _ROLLUP_SUMS, one row
+    per finest group (coarser rollups group it further). A fixed order of the upserted keys: concurrent batches
+    take the rollup rows' locks in the same order."""
     fine_model, fine_key = ROLLUPS[0]
+    ctes = []
+    for i, (model, key) in enumerate(ROLLUPS):
+        assert set(key) <= set(fine_key), "every rollup's key is part of the first (finest) rollup's key"
+        table = model._meta.db_table
+        cols = ", ".join(("org_id", *key))
+        if model is fine_model:
+            select = f"SELECT {cols}, {', '.join(_ROLLUP_SUMS)} FROM {source}"  # noqa: S608
+        else:
+            sums = ", ".join(f"SUM({c})" for c in _ROLLUP_SUMS)
+            select = f"SELECT {cols}, {sums} FROM {source} GROUP BY {cols}"  # noqa: S608
+        updates = ", ".join(f"{c} = {table}.{c} + EXCLUDED.{c}" for c in _ROLLUP_SUMS)
+        ctes.append(
+            f"""roll{i} AS (
+                INSERT INTO {table} ({cols}, {", ".join(_ROLLUP_SUMS)})
+                {select}
+                ORDER BY {cols}
+                ON CONFLICT ({cols}) DO UPDATE SET {updates}
+            )"""
+        )
+    return ctes
+
+
+@lru_cache(maxsize=1)
+def _statement() -> str:
+    """Staged rows -> ledger (ON CONFLICT DO NOTHING on the idempotency key), and exactly the inserted rows, grouped
+    once by the finest rollup key, -> every rollup. Returns the inserted keys."""
+    record_table = UsageRecord._meta.db_table
+    fine_key = ROLLUPS[0][1]
     group = ["org_id", *("COALESCE(team_id, 0)" if k == "team_id" else k for k in fine_key)]
-    extra = ("computed_cost", "reported_cost", "records", "unpriced_records", "unpriced_requests")
-    sums = (*SUMMED, *extra)
     grouped = f"""g AS (
                 SELECT {", ".join(f"{e} AS {n}" for e, n in zip(group, ("org_id", *fine_key), strict=True))},
                        {", ".join(f"SUM({c}) AS {c}" for c in SUMMED)},
@@ -301,31 +374,12 @@ def _statement(common: tuple[str, ...], staged: tuple[str, ...]) -> str:
                 FROM ins
                 GROUP BY {", ".join(group)}
             )"""  # noqa: S608 - identifiers from model metadata
-    ctes = [grouped]
-    for i, (model, key) in enumerate(ROLLUPS):
-        assert set(key) <= set(fine_key), "every rollup's key is part of the first (finest) rollup's key"
-        table = model._meta.db_table
-        cols = ", ".join(("org_id", *key))
-        if model is fine_model:
-            source = f"SELECT {cols}, {', '.join(sums)} FROM g"  # noqa: S608
-        else:
-            source = f"SELECT {cols}, {', '.join(f'SUM({c})' for c in sums)} FROM g GROUP BY {cols}"  # noqa: S608
-        updates = ", ".join(f"{c} = {table}.{c} + EXCLUDED.{c}" for c in sums)
-        # a fixed order of the upserted keys: concurrent batches take the rollup rows' locks in the same order
-        ctes.append(
-            f"""roll{i} AS (
-                INSERT INTO {table} ({cols}, {", ".join(sums)})
-                {source}
-                ORDER BY {cols}
-                ON CONFLICT ({cols}) DO UPDATE SET {updates}
-            )"""
-        )
-    columns = ", ".join(RECORD_COLUMNS)
-    rollups = ",\n            ".join(ctes)
+    columns = ", ".join(_COPY_COLUMNS)
+    rollups = ",\n            ".join([grouped, *_rollup_ctes("g")])
     return f"""
             WITH ins AS (
-                INSERT INTO {record_table} ({columns}, created_at)
-                SELECT {select}, now() FROM {_STAGING}
+                INSERT INTO {record_table} ({columns})
+                SELECT {columns} FROM {_STAGING}
                 ON CONFLICT (org_id, source, key) DO NOTHING
                 RETURNING {_RETURNED}
             ),
@@ -334,7 +388,91 @@ def _statement(common: tuple[str, ...], staged: tuple[str, ...]) -> str:
             """  # noqa: S608 - identifiers from model metadata, values are parameters
 
 
-_statements: dict[tuple, str] = {}
+# the finest rollup key's columns after org_id, with their array types for unnest
+_DELTA_TYPES = {"day": "date", "team_id": "bigint"}
+_SUM_TYPES = {
+    **dict.fromkeys(_ROLLUP_SUMS, "bigint"),
+    "cost": "numeric",
+    "computed_cost": "numeric",
+    "reported_cost": "numeric",
+}
+_Q10 = Decimal("1e-10")
+
+
+def rollup_deltas(rows: list[dict], common: dict | None = None) -> dict[tuple, list]:
+    """The rows summed per finest rollup key (team_id None is 0), exactly as the SQL statement groups them:
+    {key: [*SUMMED, computed_cost, reported_cost, records, unpriced_records, unpriced_requests]}.
+
+    Costs are summed exactly (the ledger stores them with 10 decimal places, rounding half away from zero; a group
+    with a value of more places is summed again from the rounded values, as PostgreSQL sums the stored ones)."""
+    common = common or {}
+    fine_key = ROLLUPS[0][1]
+    if any(c in common for c in (*fine_key, *SUMMED, "computed_cost", "reported_cost", "cost_basis")):
+        rows = [{**common, **r} for r in rows]
+    team_at = fine_key.index("team_id")
+    key_of = itemgetter(*fine_key)
+    groups: dict[tuple, list] = {}
+    for r in rows:
+        k = key_of(r)
+        if k[team_at] is None:
+            k = (*k[:team_at], 0, *k[team_at + 1 :])
+        g = groups.get(k)
+        if g is None:
+            groups[k] = [r]
+        else:
+            g.append(r)
+    out = {}
+    cost_at = SUMMED.index("cost")
+    with localcontext(prec=60):  # exact: far more digits than numeric(24,10) sums of a batch need
+        for k, grp in groups.items():
+            sums = [sum(map(itemgetter(c), grp)) for c in SUMMED]
+            computed = sum(filter(None, [r.get("computed_cost") for r in grp]), ZERO)
+            reported = sum(filter(None, [r.get("reported_cost") for r in grp]), ZERO)
+            if _too_fine(sums[cost_at]):
+                sums[cost_at] = sum(_rounded(r["cost"]) for r in grp)
+            if _too_fine(computed):
+                computed = sum((_rounded(r["computed_cost"]) for r in grp if r.get("computed_cost")), ZERO)
+            if _too_fine(reported):
+                reported = sum((_rounded(r["reported_cost"]) for r in grp if r.get("reported_cost")), ZERO)
+            unpriced = [r["requests"] for r in grp if r["cost_basis"] == BASIS_UNPRICED]
+            out[k] = [*sums, computed, reported, len(grp), len(unpriced), sum(unpriced)]
+    return out
+
+
+def _too_fine(total) -> bool:
+    """A sum of values with at most 10 decimal places has at most 10 (exact addition)."""
+    return isinstance(total, Decimal) and total.as_tuple().exponent < -10
+
+
+def _rounded(value: Decimal) -> Decimal:
+    return Decimal(value).quantize(_Q10, rounding=ROUND_HALF_UP)
+
+
+@lru_cache(maxsize=1)
+def _rollup_statement() -> str:
+    """Grouped deltas (arrays, one element per finest group) -> every rollup, in one statement."""
+    fine_key = ROLLUPS[0][1]
+    names = (*fine_key, *_ROLLUP_SUMS)
+    arrays = ", ".join(f"%s::{_DELTA_TYPES.get(c, _SUM_TYPES.get(c, 'text'))}[]" for c in names)
+    delta = f"""d AS (
+                SELECT %s::bigint AS org_id, u.* FROM unnest({arrays}) AS u({", ".join(names)})
+            )"""  # noqa: S608
+    ctes = ",\n            ".join([delta, *_rollup_ctes("d")])
+    return f"""
+            WITH {ctes}
+            SELECT 1
+            """
+
+
+def _rollup_params(org_id: int, deltas: dict[tuple, list]) -> list:
+    keys = list(deltas)
+    values = list(deltas.values())
+    n_key = len(ROLLUPS[0][1])
+    return [
+        org_id,
+        *([k[i] for k in keys] for i in range(n_key)),
+        *([v[i] for v in values] for i in range(len(_ROLLUP_SUMS))),
+    ]
 
 
 # --- other databases -----------------------------------------------------------------------------------------------
