@@ -1,0 +1,256 @@
+"""The ledger write's two ways give the same result: a batch of new keys is copied straight into the ledger (rollup
+deltas grouped in Python); a batch with a key stored already (a retry, an overlapping batch, a concurrent request
+with the same key) is rolled back to the savepoint and takes the staging + ON CONFLICT way. Checked on whichever
+database runs the suite; the concurrent cases need PostgreSQL."""
+
+import threading
+import time
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import IntegrityError, connection, connections, transaction
+
+from apps.usage import ledger
+from apps.usage.models import DailyModelRollup, DailyRollup, UsageRecord
+from tests.usage.factories import event, ingest
+
+WHEN = datetime(2026, 11, 18, 15, 30, 12, 345678, tzinfo=UTC)
+CHUNK = ledger.RecordWriter.CHUNK
+
+
+def rollup_rows(org) -> dict:
+    out = {}
+    for model, _key in ledger.ROLLUPS:
+        fields = [f.attname for f in model._meta.concrete_fields if f.attname != "id"]
+        out[model.__name__] = sorted(model.objects.filter(org=org).values_list(*fields), key=str)
+    return out
+
+
+def assert_rollups_equal_ledger(org):
+    """Every rollup row equals what a rebuild from the ledger gives (group by group, every sum)."""
+    kept = rollup_rows(org)
+    with transaction.atomic():
+        ledger.rollups_rebuild(org.pk, date(2020, 1, 1), date(2100, 1, 1))
+        rebuilt = rollup_rows(org)
+        transaction.set_rollback(True)
+    assert kept == rebuilt
+    assert kept["DailyRollup"], "something was rolled up"
+
+
+def varied(i: int) -> dict:
+    return event(
+        i,
+        ts=WHEN - timedelta(hours=i % 50),
+        model=("gpt-4o-mini", "gpt-4.1", "no-such-model-x")[i % 3],
+        input_tokens=1000 + i,
+        cache_read_tokens=i % 7 * 10,
+        output_tokens=50 + i % 13,
+        tags={"feature": f"f{i % 4}", "customer": f"c{i % 5}"},
+        **({"cost": f"0.{i:06d}"} if i % 10 == 0 else {}),
+        **({"team": "Search"} if i % 4 == 1 else {}),
+    )
+
+
+@pytest.fixture
+def search_team(org):
+    from apps.orgs.services import team_create
+
+    return team_create(org=org, name="Search")
+
+
+@pytest.mark.django_db
+def test_a_retried_batch_of_several_chunks_is_all_duplicates_and_changes_nothing(org, search_team):
+    events = [varied(i) for i in range(CHUNK * 2 + 500)]
+    first = ingest(org, events)
+    assert first.accepted == len(events) and not first.duplicate_events and not first.rejected_events
+    assert_rollups_equal_ledger(org)
+    before = rollup_rows(org)
+    again = ingest(org, events)
+    assert again.accepted == 0
+    assert again.duplicate_events == [{"index": i, "id": e["id"]} for i, e in enumerate(events)]
+    assert rollup_rows(org) == before
+    assert UsageRecord.objects.filter(org=org).count() == len(events)
+
+
+@pytest.mark.django_db
+def test_an_overlapping_batch_stores_only_its_new_events_and_reports_the_rest(org, search_team):
+    ingest(org, [varied(i) for i in range(CHUNK * 2 + 500)])
+    second = [varied(i) for i in range(CHUNK * 2, CHUNK * 4 + 100)]
+    second.insert(10, second[3])  # and a duplicate within the batch
+    result = ingest(org, second)
+    assert result.accepted == CHUNK * 2 + 100 - 500
+    dups = result.duplicate_events
+    assert [d["index"] for d in dups] == sorted(d["index"] for d in dups)
+    assert {d["index"] for d in dups} == set(range(501))
+    assert all(d["id"] == second[d["index"]]["id"] for d in dups)
+    assert UsageRecord.objects.filter(org=org).count() == CHUNK * 4 + 100
+    assert_rollups_equal_ledger(org)
+    # the stored rows are those of the first batch that had them, stored once
+    assert UsageRecord.objects.filter(org=org).values("key").distinct().count() == CHUNK * 4 + 100
+
+
+@pytest.mark.django_db
+def test_direct_and_staged_writes_store_identical_rows(org, search_team):
+    """The same events through the direct COPY (fresh org) and through the staging way (a stored key forces it)."""
+    from tests.factories import OrganizationFactory
+
+    other = OrganizationFactory(name="Other", slug="other", timezone=org.timezone)
+    from apps.orgs.services import team_create
+
+    team_create(org=other, name="Search")
+    events = [varied(i) for i in range(CHUNK + 300)]
+    assert ingest(org, events).accepted == len(events)  # direct
+    ingest(other, events[:1])
+    assert ingest(other, events).accepted == len(events) - 1  # staged (the first key is stored already)
+
+    def rows(o):
+        skip = {"id", "org_id", "team_id", "created_at"}
+        fields = [f.attname for f in UsageRecord._meta.concrete_fields if f.attname not in skip]
+        return sorted(UsageRecord.objects.filter(org=o).values_list(*fields), key=str)
+
+    assert rows(org) == rows(other)
+    assert_rollups_equal_ledger(org)
+    assert_rollups_equal_ledger(other)
+
+
+def _provider_row(org, key: str, reported: Decimal | None, cost: Decimal) -> dict:
+    return {
+        "org_id": org.pk,
+        "source": "provider",
+        "key": key,
+        "connection_id": 7,
+        "token_id": None,
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "model_raw": "gpt-4o-mini",
+        "project_id": None,
+        "workspace_id": None,
+        "api_key_id": None,
+        "team_id": None,
+        "team_source": "none",
+        "feature": "",
+        "task_id": "",
+        "customer": "",
+        "end_user": "",
+        "environment": "",
+        "tags": {},
+        "start_time": datetime(2026, 11, 18, 10, tzinfo=UTC),
+        "day": date(2026, 11, 18),
+        "bucket_seconds": 3600,
+        "service_tier": "standard",
+        "context_window": "",
+        "requests": 2,
+        "uncached_input_tokens": 10,
+        "cache_read_tokens": 0,
+        "cache_write_tokens": 0,
+        "cache_write_1h_tokens": 0,
+        "output_tokens": 5,
+        "reasoning_tokens": 0,
+        "input_audio_tokens": 0,
+        "output_audio_tokens": 0,
+        "cost": cost,
+        "currency": "USD",
+        "cost_basis": "reported" if reported is not None else "unpriced",
+        "computed_cost": None,
+        "reported_cost": reported,
+        "price_ref": "",
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="numeric(24,10) rounding is PostgreSQL's")
+def test_costs_finer_than_the_ledger_stores_are_rolled_up_as_stored(org):
+    """A provider may report more than 10 decimal places: the ledger rounds each value (half away from zero) and
+    the rollup sums the rounded values, on the direct way as on the staged one."""
+    fine = [Decimal("0.00000000015"), Decimal("0.000000000149"), Decimal("1.00000000005"), Decimal("2.5")]
+    rows = [_provider_row(org, f"k{i}", v, v) for i, v in enumerate(fine)]
+    rows.append(_provider_row(org, "unpriced", None, Decimal(0)))
+    with transaction.atomic():
+        assert ledger.insert_records(rows) == {r["key"] for r in rows}
+    stored = dict(UsageRecord.objects.filter(org=org).values_list("key", "cost"))
+    assert stored["k0"] == Decimal("0.0000000002") and stored["k1"] == Decimal("0.0000000001")
+    assert stored["k2"] == Decimal("1.0000000001")
+    assert_rollups_equal_ledger(org)
+    roll = DailyRollup.objects.get(org=org)
+    assert roll.cost == sum(stored.values()) and roll.reported_cost == roll.cost
+    assert (roll.records, roll.unpriced_records, roll.unpriced_requests) == (5, 1, 2)
+    assert DailyModelRollup.objects.get(org=org).cost == roll.cost
+
+
+@pytest.mark.django_db
+def test_an_integrity_error_other_than_a_stored_key_is_raised_and_writes_nothing(org):
+    rows = [_provider_row(org, f"k{i}", Decimal("0.1"), Decimal("0.1")) for i in range(3)]
+    rows[1]["cost"] = Decimal("-1")  # breaks the ledger's cost >= 0 check
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ledger.insert_records(rows)
+    assert not UsageRecord.objects.filter(org=org).exists()
+    assert not DailyRollup.objects.filter(org=org).exists()
+
+
+def _waiting_on_a_lock(timeout: float = 10) -> bool:
+    with connections["default"].cursor() as cur:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            cur.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            )
+            if cur.fetchone()[0]:
+                return True
+            time.sleep(0.02)
+    return False
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers need PostgreSQL")
+@pytest.mark.parametrize("other_commits", [True, False])
+def test_a_concurrent_request_with_the_same_key(other_commits):
+    """Another connection holds the same key, uncommitted, while this batch is copied: the COPY waits for it. If it
+    commits, the batch falls back to the staging way and reports that key as a duplicate; if it rolls back, the
+    batch is stored whole. Either way every event is stored exactly once and the rollups equal the ledger."""
+    from apps.orgs.services import team_create
+    from tests.factories import OrganizationFactory
+
+    org = OrganizationFactory(timezone="UTC")
+    team_create(org=org, name="Search")
+    batch = [varied(i) for i in range(CHUNK + 200)]
+    shared = batch[CHUNK + 50]
+    holding, release, problems = threading.Event(), threading.Event(), []
+
+    def other():
+        try:
+            with transaction.atomic():
+                assert ingest(org, [shared]).accepted == 1
+                holding.set()
+                release.wait(20)
+                if not other_commits:
+                    transaction.set_rollback(True)
+        except Exception as exc:  # noqa: BLE001
+            problems.append(exc)
+            holding.set()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    assert holding.wait(20)
+    results = []
+    mine = threading.Thread(target=lambda: (results.append(ingest(org, batch)), connection.close()))
+    mine.start()
+    try:
+        assert _waiting_on_a_lock(), "the batch's COPY waits for the other transaction's key"
+    finally:
+        release.set()
+        thread.join(20)
+        mine.join(20)
+    assert not problems and results
+    result = results[0]
+    if other_commits:
+        assert result.accepted == len(batch) - 1
+        assert result.duplicate_events == [{"index": CHUNK + 50, "id": shared["id"]}]
+    else:
+        assert result.accepted == len(batch) and not result.duplicate_events
+    records = UsageRecord.objects.filter(org=org)
+    assert records.count() == len(batch) == records.values("key").distinct().count()
+    assert_rollups_equal_ledger(org)
