@@ -10,9 +10,8 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal, localcontext
+from decimal import Decimal
 from functools import lru_cache
-from operator import itemgetter
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q, Sum
@@ -76,7 +75,6 @@ _PG_TYPES = {
     **dict.fromkeys(TOKEN_FIELDS, "bigint"),
 }
 _STAGING = "usage_staging_rows"  # the ledger's columns and types (the COPY text of a batch)
-ZERO = Decimal(0)
 # what the rollups and the caller need of the inserted rows (not the wide tags, model_raw, price_ref ...)
 _RETURNED = ", ".join(
     dict.fromkeys(("org_id", "key", *ROLLUP_KEY, *SUMMED, "computed_cost", "reported_cost", "cost_basis"))
@@ -106,8 +104,8 @@ class RecordWriter:
 
     On PostgreSQL every CHUNK rows are formatted and streamed to a COPY at once, so the server parses and stores
     them while the caller prepares the next ones. The COPY goes straight into the ledger, inside a savepoint:
-    a batch of new keys (the common case) needs no staging table and no ON CONFLICT, and its rollup deltas are
-    grouped in Python from the rows and upserted in one statement. If any key is stored already (a retried batch,
+    a batch of new keys (the common case) needs no staging table and no ON CONFLICT; one statement then reads
+    exactly those rows back by their keys, groups them and upserts every rollup (the same grouping as below). If any key is stored already (a retried batch,
     or a concurrent request with the same key: the COPY waits for it and then fails on the unique constraint),
     the COPY is rolled back to the savepoint and the same rows go the general way instead: COPY into a temporary
     staging table, then one INSERT ... ON CONFLICT DO NOTHING that adds exactly the inserted rows to the rollups.
@@ -196,11 +194,23 @@ class RecordWriter:
             connection.savepoint_rollback(self._savepoint)
             return self._insert_staged()
         connection.savepoint_commit(self._savepoint)
+        keys = [r["key"] for r in self.rows]
+        joined = _KEY_SEP.join(keys)
+        if joined.count(_KEY_SEP) != len(keys) - 1:  # a key with the separator in it: one array element each
+            joined = None
         org_id = self.common["org_id"] if "org_id" in self.common else self.rows[0]["org_id"]
+        source = self.common["source"] if "source" in self.common else self.rows[0]["source"]
         self._cursor.execute(
-            _rollup_statement(), _rollup_params(org_id, rollup_deltas(self.rows, self.common))
+            _rollup_statement(),
+            {
+                "org": org_id,
+                "source": source,
+                "joined": joined,
+                "keys": keys if joined is None else [],
+                "unpriced": BASIS_UNPRICED,
+            },
         )
-        return {r["key"] for r in self.rows}
+        return set(keys)
 
     def _insert_staged(self) -> set[str]:
         """The general way for rows of which some may be stored already: COPY the same text into the staging table,
@@ -325,8 +335,7 @@ def _row_formatter(staged: tuple[str, ...]):
     return namespace["fmt"], (*text, *rest)
 
 
-_ROLLUP_EXTRA = ("computed_cost", "reported_cost", "records", "unpriced_records", "unpriced_requests")
-_ROLLUP_SUMS = (*SUMMED, *_ROLLUP_EXTRA)
+_ROLLUP_SUMS = (*SUMMED, "computed_cost", "reported_cost", "records", "unpriced_records", "unpriced_requests")
 
 
 def _rollup_ctes(source: str) -> list[str]:
@@ -356,14 +365,11 @@ def _rollup_ctes(source: str) -> list[str]:
     return ctes
 
 
-@lru_cache(maxsize=1)
-def _statement() -> str:
-    """Staged rows -> ledger (ON CONFLICT DO NOTHING on the idempotency key), and exactly the inserted rows, grouped
-    once by the finest rollup key, -> every rollup. Returns the inserted keys."""
-    record_table = UsageRecord._meta.db_table
+def _grouped() -> str:
+    """The CTE g: the rows of `ins` grouped once by the finest rollup key (team_id NULL is 0), with every sum."""
     fine_key = ROLLUPS[0][1]
     group = ["org_id", *("COALESCE(team_id, 0)" if k == "team_id" else k for k in fine_key)]
-    grouped = f"""g AS (
+    return f"""g AS (
                 SELECT {", ".join(f"{e} AS {n}" for e, n in zip(group, ("org_id", *fine_key), strict=True))},
                        {", ".join(f"SUM({c}) AS {c}" for c in SUMMED)},
                        SUM(COALESCE(computed_cost, 0)) AS computed_cost,
@@ -374,8 +380,15 @@ def _statement() -> str:
                 FROM ins
                 GROUP BY {", ".join(group)}
             )"""  # noqa: S608 - identifiers from model metadata
+
+
+@lru_cache(maxsize=1)
+def _statement() -> str:
+    """Staged rows -> ledger (ON CONFLICT DO NOTHING on the idempotency key), and exactly the inserted rows -> every
+    rollup. Returns the inserted keys."""
+    record_table = UsageRecord._meta.db_table
     columns = ", ".join(_COPY_COLUMNS)
-    rollups = ",\n            ".join([grouped, *_rollup_ctes("g")])
+    rollups = ",\n            ".join([_grouped(), *_rollup_ctes("g")])
     return f"""
             WITH ins AS (
                 INSERT INTO {record_table} ({columns})
@@ -388,91 +401,26 @@ def _statement() -> str:
             """  # noqa: S608 - identifiers from model metadata, values are parameters
 
 
-# the finest rollup key's columns after org_id, with their array types for unnest
-_DELTA_TYPES = {"day": "date", "team_id": "bigint"}
-_SUM_TYPES = {
-    **dict.fromkeys(_ROLLUP_SUMS, "bigint"),
-    "cost": "numeric",
-    "computed_cost": "numeric",
-    "reported_cost": "numeric",
-}
-_Q10 = Decimal("1e-10")
-
-
-def rollup_deltas(rows: list[dict], common: dict | None = None) -> dict[tuple, list]:
-    """The rows summed per finest rollup key (team_id None is 0), exactly as the SQL statement groups them:
-    {key: [*SUMMED, computed_cost, reported_cost, records, unpriced_records, unpriced_requests]}.
-
-    Costs are summed exactly (the ledger stores them with 10 decimal places, rounding half away from zero; a group
-    with a value of more places is summed again from the rounded values, as PostgreSQL sums the stored ones)."""
-    common = common or {}
-    fine_key = ROLLUPS[0][1]
-    if any(c in common for c in (*fine_key, *SUMMED, "computed_cost", "reported_cost", "cost_basis")):
-        rows = [{**common, **r} for r in rows]
-    team_at = fine_key.index("team_id")
-    key_of = itemgetter(*fine_key)
-    groups: dict[tuple, list] = {}
-    for r in rows:
-        k = key_of(r)
-        if k[team_at] is None:
-            k = (*k[:team_at], 0, *k[team_at + 1 :])
-        g = groups.get(k)
-        if g is None:
-            groups[k] = [r]
-        else:
-            g.append(r)
-    out = {}
-    cost_at = SUMMED.index("cost")
-    with localcontext(prec=60):  # exact: far more digits than numeric(24,10) sums of a batch need
-        for k, grp in groups.items():
-            sums = [sum(map(itemgetter(c), grp)) for c in SUMMED]
-            computed = sum(filter(None, [r.get("computed_cost") for r in grp]), ZERO)
-            reported = sum(filter(None, [r.get("reported_cost") for r in grp]), ZERO)
-            if _too_fine(sums[cost_at]):
-                sums[cost_at] = sum(_rounded(r["cost"]) for r in grp)
-            if _too_fine(computed):
-                computed = sum((_rounded(r["computed_cost"]) for r in grp if r.get("computed_cost")), ZERO)
-            if _too_fine(reported):
-                reported = sum((_rounded(r["reported_cost"]) for r in grp if r.get("reported_cost")), ZERO)
-            unpriced = [r["requests"] for r in grp if r["cost_basis"] == BASIS_UNPRICED]
-            out[k] = [*sums, computed, reported, len(grp), len(unpriced), sum(unpriced)]
-    return out
-
-
-def _too_fine(total) -> bool:
-    """A sum of values with at most 10 decimal places has at most 10 (exact addition)."""
-    return isinstance(total, Decimal) and total.as_tuple().exponent < -10
-
-
-def _rounded(value: Decimal) -> Decimal:
-    return Decimal(value).quantize(_Q10, rounding=ROUND_HALF_UP)
+# the keys of a batch as one text parameter (a list of thousands of strings is slow to quote client-side); event
+# ids and provider keys have no control characters, and a key that has this one is sent in an array instead
+_KEY_SEP = "\x1f"
 
 
 @lru_cache(maxsize=1)
 def _rollup_statement() -> str:
-    """Grouped deltas (arrays, one element per finest group) -> every rollup, in one statement."""
-    fine_key = ROLLUPS[0][1]
-    names = (*fine_key, *_ROLLUP_SUMS)
-    arrays = ", ".join(f"%s::{_DELTA_TYPES.get(c, _SUM_TYPES.get(c, 'text'))}[]" for c in names)
-    delta = f"""d AS (
-                SELECT %s::bigint AS org_id, u.* FROM unnest({arrays}) AS u({", ".join(names)})
-            )"""  # noqa: S608
-    ctes = ",\n            ".join([delta, *_rollup_ctes("d")])
+    """The rows just copied into the ledger (found by their keys) -> every rollup, grouped as `_statement` groups
+    the inserted rows."""
+    record_table = UsageRecord._meta.db_table
+    rollups = ",\n            ".join([_grouped(), *_rollup_ctes("g")])
     return f"""
-            WITH {ctes}
+            WITH ins AS (
+                SELECT {_RETURNED} FROM {record_table}
+                WHERE org_id = %(org)s AND source = %(source)s
+                  AND key = ANY(COALESCE(string_to_array(%(joined)s, E'\\x1f'), %(keys)s::text[]))
+            ),
+            {rollups}
             SELECT 1
-            """
-
-
-def _rollup_params(org_id: int, deltas: dict[tuple, list]) -> list:
-    keys = list(deltas)
-    values = list(deltas.values())
-    n_key = len(ROLLUPS[0][1])
-    return [
-        org_id,
-        *([k[i] for k in keys] for i in range(n_key)),
-        *([v[i] for v in values] for i in range(len(_ROLLUP_SUMS))),
-    ]
+            """  # noqa: S608 - identifiers from model metadata, values are parameters
 
 
 # --- other databases -----------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""The ledger write's two ways give the same result: a batch of new keys is copied straight into the ledger (rollup
-deltas grouped in Python); a batch with a key stored already (a retry, an overlapping batch, a concurrent request
+"""The ledger write's two ways give the same result: a batch of new keys is copied straight into the ledger (its
+rollups from those rows read back by key); a batch with a key stored already (a retry, an overlapping batch, a concurrent request
 with the same key) is rolled back to the savepoint and takes the staging + ON CONFLICT way. Checked on whichever
 database runs the suite; the concurrent cases need PostgreSQL."""
 
