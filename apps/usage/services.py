@@ -236,12 +236,15 @@ def usage_events_ingest(*, org, events, token=None, now: datetime | None = None)
             writer.add(row)
         rows = writer.rows
         inserted = writer.finish()
-        new_rows = [r for r in rows if r["key"] in inserted]
+        # the rows' keys are distinct (`seen`): as many inserted as rows is all of them, the common case
+        all_new = len(inserted) == len(rows)
+        new_rows = rows if all_new else [r for r in rows if r["key"] in inserted]
         transaction.on_commit(lambda: _after_write(org, new_rows=new_rows))
     result.accepted = len(inserted)
-    for row in rows:
-        if row["key"] not in inserted:
-            result.duplicate_events.append({"index": index_of[row["key"]], "id": row["key"]})
+    if not all_new:
+        for row in rows:
+            if row["key"] not in inserted:
+                result.duplicate_events.append({"index": index_of[row["key"]], "id": row["key"]})
     result.duplicate_events.sort(key=lambda d: d["index"])
     return result
 
