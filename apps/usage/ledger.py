@@ -412,14 +412,18 @@ _KEY_SEP = "\x1f"
 @lru_cache(maxsize=1)
 def _rollup_statement() -> str:
     """The rows just copied into the ledger (found by their keys) -> every rollup, grouped as `_statement` groups
-    the inserted rows."""
+    the inserted rows. One lookup of the idempotency key's unique index per key (the LATERAL ... LIMIT 1 keeps
+    that plan whatever the statistics say: with none, = ANY(keys) was planned as a scan of the org's rows)."""
     record_table = UsageRecord._meta.db_table
     rollups = ",\n            ".join([_grouped(), *_rollup_ctes("g")])
     return f"""
             WITH ins AS (
-                SELECT {_RETURNED} FROM {record_table}
-                WHERE org_id = %(org)s AND source = %(source)s
-                  AND key = ANY(COALESCE(string_to_array(%(joined)s, E'\\x1f'), %(keys)s::text[]))
+                SELECT r.* FROM unnest(COALESCE(string_to_array(%(joined)s, E'\\x1f'), %(keys)s::text[])) AS k(key),
+                LATERAL (
+                    SELECT {_RETURNED} FROM {record_table}
+                    WHERE org_id = %(org)s AND source = %(source)s AND key = k.key
+                    LIMIT 1
+                ) r
             ),
             {rollups}
             SELECT 1
