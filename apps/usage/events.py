@@ -182,7 +182,9 @@ def _accept_fast(raw, now: datetime) -> dict | None:
     if type(raw) is not dict or not raw.keys() <= KNOWN:
         return None
     event_id = raw.get("id")
-    if type(event_id) is not str or not event_id or len(event_id) > 200 or CONTROL_RE.search(event_id):
+    # isprintable() is False for every control character (and for some other characters, which the full check then
+    # decides): cheaper than the regular expression, and never accepts what it refuses
+    if type(event_id) is not str or not event_id or len(event_id) > 200 or not event_id.isprintable():
         return None
     value = raw.get("timestamp")
     if type(value) is not str:

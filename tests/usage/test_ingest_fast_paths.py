@@ -323,3 +323,14 @@ def test_spend_from_the_model_rollup_adds_up_a_model_sold_by_two_providers(org):
     assert result["totals"]["input_tokens"] == 4507 and result["totals"]["_cost"] == sum(
         r.cost for r in ledger_rows
     )
+
+
+@pytest.mark.parametrize("odd", ["\x7f", "\x1f", "\u00a0", "\u2028", "\u200b", "é", "雪"])
+def test_an_event_id_with_an_unusual_character_is_judged_as_the_full_check_does(odd):
+    """The fast path refuses ids that are not printable (the full check then decides); what it accepts, the full
+    check accepts the same way."""
+    raw = event(1, ts=WHEN, id=f"id{odd}x")
+    fast, (full, errors) = _accept_fast(raw, NOW), _validate_full(raw, now=NOW)
+    if fast is not None:
+        assert fast == full and not errors
+    assert (full is None) == bool(errors) == (odd in "\x7f\x1f")
