@@ -89,7 +89,7 @@ def insert_records(rows: list[dict], *, common: dict | None = None) -> set[str]:
     """
     if not rows:
         return set()
-    with RecordWriter(common) as writer:
+    with RecordWriter(common, size=len(rows)) as writer:
         for row in rows:
             writer.add(row)
         return writer.finish()
@@ -105,8 +105,10 @@ class RecordWriter:
     On PostgreSQL every CHUNK rows are formatted and streamed to a COPY at once, so the server parses and stores
     them while the caller prepares the next ones. The COPY goes straight into the ledger, inside a savepoint:
     a batch of new keys (the common case) needs no staging table and no ON CONFLICT; one statement then reads
-    exactly those rows back by their keys, groups them and upserts every rollup (the same grouping as below). If any key is stored already (a retried batch,
-    or a concurrent request with the same key: the COPY waits for it and then fails on the unique constraint),
+    exactly those rows back, groups them and upserts every rollup (the same grouping as below). Given `size` (the
+    most rows it will get), the writer takes that many ids from the ledger's sequence first and sends them with the
+    rows: when they are consecutive (the common case) the rows are read back by that id range, else by their keys.
+    If any key is stored already (a retried batch, or a concurrent request with the same key: the COPY waits for it and then fails on the unique constraint),
     the COPY is rolled back to the savepoint and the same rows go the general way instead: COPY into a temporary
     staging table, then one INSERT ... ON CONFLICT DO NOTHING that adds exactly the inserted rows to the rollups.
     Either way every row is stored at most once and `finish()` returns exactly the keys that were new.
@@ -114,15 +116,17 @@ class RecordWriter:
 
     CHUNK = 1000
 
-    def __init__(self, common: dict | None = None):
+    def __init__(self, common: dict | None = None, *, size: int | None = None):
         self.common = common or {}
+        self._size = size
+        self._ids: range | list[int] = ()
+        self._used = 0
         self.rows: list[dict] = []
         self._pending: list[dict] = []
         self._postgres = connection.vendor == "postgresql"
         self._cursor = self._copy_cm = self._copy = None
-        self._chunks: list[
-            str
-        ] = []  # the COPY text sent so far (sent again to the staging table on a conflict)
+        # the COPY text sent so far (sent again to the staging table on a conflict)
+        self._chunks: list[str] = []
         self._savepoint = None
         self._done = False
 
@@ -140,9 +144,15 @@ class RecordWriter:
     def _send(self) -> None:
         if self._cursor is None:
             self._start()
-        fmt, suffix = self._fmt, self._suffix
-        text = "\n".join([fmt(r, suffix) for r in self._pending]) + "\n"
-        self._pending.clear()
+        fmt, suffix, pending = self._fmt, self._suffix, self._pending
+        if self._size:
+            ids = self._ids[self._used : self._used + len(pending)]
+            assert len(ids) == len(pending), "more rows than the writer's size"
+            self._used += len(ids)
+            text = "\n".join([f"{i}\t{fmt(r, suffix)}" for i, r in zip(ids, pending, strict=True)]) + "\n"
+        else:
+            text = "\n".join([fmt(r, suffix) for r in pending]) + "\n"
+        pending.clear()
         self._chunks.append(text)
         # The raw psycopg COPY bypasses Django's error wrapping: wrapped here, a connection dropped mid-COPY is a
         # Django OperationalError (the API's 503) and Django marks the connection unusable instead of reusing it.
@@ -154,11 +164,16 @@ class RecordWriter:
         staged = tuple(c for c in RECORD_COLUMNS if c not in self.common)
         common_cols = tuple(c for c in RECORD_COLUMNS if c in self.common)
         self._cursor = connection.cursor()
-        self._cursor.execute("SELECT now()")
-        (now,) = self._cursor.fetchone()
+        if self._size:
+            self._cursor.execute(_RESERVE_IDS, [_id_sequence(self._cursor), self._size])
+            now, low, high, scattered = self._cursor.fetchone()
+            self._ids = range(low, high + 1) if scattered is None else scattered
+        else:
+            self._cursor.execute("SELECT now()")
+            (now,) = self._cursor.fetchone()
         constant = {**self.common, "created_at": now}
         self._fmt, order = _row_formatter(staged)
-        self._copy_order = (*order, *common_cols, "created_at")
+        self._copy_order = (*(("id",) if self._size else ()), *order, *common_cols, "created_at")
         self._suffix = "\t".join(_copy_text(constant[c]) for c in (*common_cols, "created_at"))
         self._savepoint = connection.savepoint()
         self._open_copy(UsageRecord._meta.db_table)
@@ -195,13 +210,20 @@ class RecordWriter:
             return self._insert_staged()
         connection.savepoint_commit(self._savepoint)
         keys = [r["key"] for r in self.rows]
+        if type(self._ids) is range:  # the rows have the consecutive ids from the first one on
+            low = self._ids[0]
+            self._cursor.execute(
+                _rollup_statement(by_id=True),
+                {"low": low, "high": low + len(keys) - 1, "unpriced": BASIS_UNPRICED},
+            )
+            return set(keys)
         joined = _KEY_SEP.join(keys)
         if joined.count(_KEY_SEP) != len(keys) - 1:  # a key with the separator in it: one array element each
             joined = None
         org_id = self.common["org_id"] if "org_id" in self.common else self.rows[0]["org_id"]
         source = self.common["source"] if "source" in self.common else self.rows[0]["source"]
         self._cursor.execute(
-            _rollup_statement(),
+            _rollup_statement(by_id=False),
             {
                 "org": org_id,
                 "source": source,
@@ -222,7 +244,7 @@ class RecordWriter:
             for text in self._chunks:
                 self._copy.write(text)
         self._end_copy()
-        self._cursor.execute(_statement(), {"unpriced": BASIS_UNPRICED})
+        self._cursor.execute(_statement(with_id=bool(self._size)), {"unpriced": BASIS_UNPRICED})
         return {r[0] for r in self._cursor.fetchall()}
 
     def __exit__(self, exc_type, exc, tb):
@@ -249,8 +271,24 @@ def _is_key_conflict(exc: IntegrityError) -> bool:
 # transaction's now(), as INSERT ... now() gave it) are one constant suffix. The same text goes to the ledger or, on
 # a key conflict, to the staging table, whose columns have the ledger's types.
 
-_STAGED_TYPES = {**_PG_TYPES, "created_at": "timestamptz"}
+_STAGED_TYPES = {**_PG_TYPES, "id": "bigint", "created_at": "timestamptz"}
 _COPY_COLUMNS = (*RECORD_COLUMNS, "created_at")
+# n ids from the ledger's sequence (nobody else gets them) and the transaction's now(); the ids themselves only when
+# they are not consecutive (another session took some in between)
+_RESERVE_IDS = """
+    SELECT now(), min(v), max(v), CASE WHEN max(v) - min(v) + 1 = count(*) THEN NULL ELSE array_agg(v ORDER BY v) END
+    FROM (SELECT nextval(%s::regclass) AS v FROM generate_series(1, %s)) s
+"""
+_sequence: list[str] = []
+
+
+def _id_sequence(cursor) -> str:
+    if not _sequence:
+        cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [UsageRecord._meta.db_table])
+        _sequence.append(cursor.fetchone()[0])
+    return _sequence[0]
+
+
 _INT_COLUMNS = frozenset(c for c, t in _PG_TYPES.items() if t in ("bigint", "integer"))
 _NUMERIC_COLUMNS = frozenset(c for c, t in _PG_TYPES.items() if t.startswith("numeric"))
 _ISO_COLUMNS = frozenset(("start_time", "day"))
@@ -261,7 +299,7 @@ _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\
 
 
 def _ensure_staging(cursor):
-    cols = ", ".join(f"{c} {_STAGED_TYPES.get(c, 'text')}" for c in _COPY_COLUMNS)
+    cols = ", ".join(f"{c} {_STAGED_TYPES.get(c, 'text')}" for c in ("id", *_COPY_COLUMNS))
     cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} ({cols}) ON COMMIT DELETE ROWS")
 
 
@@ -385,12 +423,12 @@ def _grouped() -> str:
             )"""  # noqa: S608 - identifiers from model metadata
 
 
-@lru_cache(maxsize=1)
-def _statement() -> str:
+@lru_cache(maxsize=2)
+def _statement(*, with_id: bool) -> str:
     """Staged rows -> ledger (ON CONFLICT DO NOTHING on the idempotency key), and exactly the inserted rows -> every
-    rollup. Returns the inserted keys."""
+    rollup. Returns the inserted keys. with_id: the staged rows carry ids taken from the sequence."""
     record_table = UsageRecord._meta.db_table
-    columns = ", ".join(_COPY_COLUMNS)
+    columns = ", ".join((*(("id",) if with_id else ()), *_COPY_COLUMNS))
     rollups = ",\n            ".join([_grouped(), *_rollup_ctes("g")])
     return f"""
             WITH ins AS (
@@ -409,13 +447,22 @@ def _statement() -> str:
 _KEY_SEP = "\x1f"
 
 
-@lru_cache(maxsize=1)
-def _rollup_statement() -> str:
+@lru_cache(maxsize=2)
+def _rollup_statement(*, by_id: bool) -> str:
     """The rows just copied into the ledger (found by their keys) -> every rollup, grouped as `_statement` groups
     the inserted rows. One lookup of the idempotency key's unique index per key (the LATERAL ... LIMIT 1 keeps
-    that plan whatever the statistics say: with none, = ANY(keys) was planned as a scan of the org's rows)."""
+    that plan whatever the statistics say: with none, = ANY(keys) was planned as a scan of the org's rows).
+    by_id: the rows are exactly those with ids from %(low)s to %(high)s (ids taken from the sequence for them)."""
     record_table = UsageRecord._meta.db_table
     rollups = ",\n            ".join([_grouped(), *_rollup_ctes("g")])
+    if by_id:
+        return f"""
+            WITH ins AS (
+                SELECT {_RETURNED} FROM {record_table} WHERE id BETWEEN %(low)s AND %(high)s
+            ),
+            {rollups}
+            SELECT 1
+            """  # noqa: S608 - identifiers from model metadata, values are parameters
     return f"""
             WITH ins AS (
                 SELECT r.* FROM unnest(COALESCE(string_to_array(%(joined)s, E'\\x1f'), %(keys)s::text[])) AS k(key),

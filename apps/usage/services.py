@@ -162,7 +162,7 @@ def usage_events_ingest(*, org, events, token=None, now: datetime | None = None)
     index_of, seen = {}, set()
     # The transaction starts before the loop: valid rows stream to the ledger's COPY in chunks while later events are
     # still being validated and priced (PostgreSQL parses one chunk while Python prepares the next).
-    with transaction.atomic(), ledger.RecordWriter(common) as writer:
+    with transaction.atomic(), ledger.RecordWriter(common, size=len(events)) as writer:
         team_of, model_of = {}, {}  # per batch: teams.resolve and normalise_model are pure for one batch
         for index, raw in enumerate(events):
             clean, errors = validate_event(raw, now=now)
