@@ -254,3 +254,35 @@ def test_a_concurrent_request_with_the_same_key(other_commits):
     records = UsageRecord.objects.filter(org=org)
     assert records.count() == len(batch) == records.values("key").distinct().count()
     assert_rollups_equal_ledger(org)
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="ids taken from PostgreSQL's sequence")
+def test_ids_that_are_not_consecutive_are_used_and_the_rows_read_back_by_key(org, search_team, monkeypatch):
+    """Another session may take ids from the sequence while a batch takes its own: the batch then gets scattered
+    ids (here: every second one), stores its rows with exactly those and reads them back by key for the rollups."""
+    scattered = """
+        SELECT now(), min(v), max(v), array_agg(v ORDER BY v)
+        FROM (SELECT v FROM (SELECT nextval(%s::regclass) AS v FROM generate_series(1, 2 * %s)) a
+              WHERE v %% 2 = 0) s
+    """
+    monkeypatch.setattr(ledger, "_RESERVE_IDS", scattered)
+    events = [varied(i) for i in range(CHUNK + 300)]
+    assert ingest(org, events).accepted == len(events)
+    ids = list(UsageRecord.objects.filter(org=org).values_list("id", flat=True))
+    assert len(ids) == len(events) and all(i % 2 == 0 for i in ids)
+    assert_rollups_equal_ledger(org)
+    assert ingest(org, events[:10]).accepted == 0  # and the fallback with scattered ids
+    assert_rollups_equal_ledger(org)
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="ids taken from PostgreSQL's sequence")
+def test_a_batch_gets_consecutive_ids_and_later_writes_continue_after_them(org, search_team):
+    events = [varied(i) for i in range(CHUNK + 300)]
+    assert ingest(org, events).accepted == len(events)
+    ids = sorted(UsageRecord.objects.filter(org=org).values_list("id", flat=True))
+    assert ids == list(range(ids[0], ids[0] + len(events)))
+    assert ingest(org, [varied(5000)]).accepted == 1
+    assert UsageRecord.objects.get(org=org, key="evt-5000").id > ids[-1]
+    assert_rollups_equal_ledger(org)
