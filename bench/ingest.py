@@ -7,8 +7,9 @@ Both phases get the same events from the same streaming generator (batches of 5,
 JSON body gives them; 1M events are never held in memory):
 
 * ingest: `apps.usage.services.usage_events_ingest(org=…, events=batch)`, what POST /api/v1/events calls after
-  parsing the body: validation, team and rule attribution, normalisation, pricing, then COPY into a staging table,
-  INSERT … ON CONFLICT DO NOTHING and the daily rollup upsert, one transaction per batch.
+  parsing the body: validation, team and rule attribution, normalisation, pricing, then COPY straight into the
+  ledger (inside a savepoint; a key stored already falls back to a staging table and INSERT … ON CONFLICT DO
+  NOTHING) and the rollup upserts, one transaction per batch.
 * COPY: the same rows, already in their final shape, in binary COPY into a scratch table with the ledger's
   columns and no constraints or indexes: the physical limit of the write.
 
@@ -175,8 +176,8 @@ def _rss_marks(done: int, n: int, marks: dict, next_mark: list):
 
 class _Sections:
     """Splits the time inside usage_events_ingest: Python (validation, attribution, pricing, row building), COPY (the
-    chunks streamed to the staging table during the loop, and the rest at the end), the INSERT statement, and the
-    rest (commit). Wraps ledger.RecordWriter and times SQL through Django's execute_wrapper."""
+    chunks formatted and streamed to the ledger during the loop, and the rest at the end), the SQL statements of
+    finish() (the rollup upsert; on a stored key the INSERT … ON CONFLICT), and the rest (commit). Wraps ledger.RecordWriter and times SQL through Django's execute_wrapper."""
 
     def __init__(self):
         from apps.usage import ledger, services
@@ -782,8 +783,10 @@ def main():
             table,
             "Inside the call, µs per event: "
             + ", ".join(f"{k} {v:.1f}" for k, v in per_event.items())
-            + " (python = validation, attribution, pricing, row building; copy = COPY into the staging table; "
-            "statement = INSERT … ON CONFLICT + rollup upsert; commit = COMMIT, with the deferred foreign-key "
+            + " (python = validation, attribution, pricing, row building; copy = formatting and the COPY into "
+            "the ledger, with the id reservation and the savepoint before the first chunk (on a stored key: also "
+            "the COPY into the staging table); statement = the rollup upsert from the copied rows (on a stored "
+            "key: INSERT … ON CONFLICT + rollup upsert); commit = COMMIT, with the deferred foreign-key "
             "checks; after_write = the on-commit hook: budget counters and evaluation).",
             f"Ingest / COPY by CPU per row (client + PostgreSQL backend): {cpu_ratio}; by wall clock including "
             f"generating the input: {ratio_wall} (not a fair ratio: COPY's wall time is mostly the bench building "
