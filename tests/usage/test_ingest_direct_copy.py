@@ -13,7 +13,7 @@ from django.db import IntegrityError, connection, connections, transaction
 
 from apps.usage import ledger
 from apps.usage.models import DailyModelRollup, DailyRollup, UsageRecord
-from tests.usage.factories import event, ingest
+from tests.usage.factories import event, ingest, provider_row
 
 WHEN = datetime(2026, 11, 18, 15, 30, 12, 345678, tzinfo=UTC)
 CHUNK = ledger.RecordWriter.CHUNK
@@ -115,47 +115,15 @@ def test_direct_and_staged_writes_store_identical_rows(org, search_team):
 
 
 def _provider_row(org, key: str, reported: Decimal | None, cost: Decimal) -> dict:
-    return {
-        "org_id": org.pk,
-        "source": "provider",
-        "key": key,
-        "connection_id": 7,
-        "token_id": None,
-        "provider": "openai",
-        "model": "gpt-4o-mini",
-        "model_raw": "gpt-4o-mini",
-        "project_id": None,
-        "workspace_id": None,
-        "api_key_id": None,
-        "team_id": None,
-        "team_source": "none",
-        "feature": "",
-        "task_id": "",
-        "customer": "",
-        "end_user": "",
-        "environment": "",
-        "tags": {},
-        "start_time": datetime(2026, 11, 18, 10, tzinfo=UTC),
-        "day": date(2026, 11, 18),
-        "bucket_seconds": 3600,
-        "service_tier": "standard",
-        "context_window": "",
-        "requests": 2,
-        "uncached_input_tokens": 10,
-        "cache_read_tokens": 0,
-        "cache_write_tokens": 0,
-        "cache_write_1h_tokens": 0,
-        "output_tokens": 5,
-        "reasoning_tokens": 0,
-        "input_audio_tokens": 0,
-        "output_audio_tokens": 0,
-        "cost": cost,
-        "currency": "USD",
-        "cost_basis": "reported" if reported is not None else "unpriced",
-        "computed_cost": None,
-        "reported_cost": reported,
-        "price_ref": "",
-    }
+    return provider_row(
+        org,
+        key,
+        connection_id=7,
+        requests=2,
+        cost=cost,
+        reported_cost=reported,
+        cost_basis="reported" if reported is not None else "unpriced",
+    )
 
 
 @pytest.mark.django_db

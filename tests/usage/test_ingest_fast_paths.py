@@ -13,7 +13,7 @@ from apps.catalog import pricing
 from apps.usage import ledger
 from apps.usage.events import _accept_fast, _validate_full
 from apps.usage.models import DailyModelRollup, DailyRollup, UsageRecord
-from tests.usage.factories import event, ingest
+from tests.usage.factories import event, ingest, provider_row
 
 WHEN = datetime(2026, 11, 18, 15, 30, 12, 345678, tzinfo=UTC)
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
@@ -181,59 +181,17 @@ def test_awkward_text_survives_the_write_path(org):
 @pytest.mark.django_db
 def test_provider_rows_with_nulls_numbers_and_control_characters_in_tags(org):
     """The generic row shape (provider pulls): NULL text columns, non-string tag values, characters COPY escapes."""
-    base = {
-        "org_id": org.pk,
-        "source": "provider",
-        "connection_id": 42,
-        "token_id": None,
-        "provider": "openai",
-        "model": "gpt-4o-mini",
-        "team_id": None,
-        "team_source": "none",
-        "feature": "",
-        "task_id": "",
-        "customer": "",
-        "end_user": "",
-        "environment": "",
-        "start_time": datetime(2026, 11, 18, 10, tzinfo=UTC),
-        "day": date(2026, 11, 18),
-        "bucket_seconds": 3600,
-        "service_tier": "standard",
-        "context_window": "",
-        "requests": 3,
-        "uncached_input_tokens": 10,
-        "cache_read_tokens": 0,
-        "cache_write_tokens": 0,
-        "cache_write_1h_tokens": 0,
-        "output_tokens": 5,
-        "reasoning_tokens": 0,
-        "input_audio_tokens": 0,
-        "output_audio_tokens": 0,
-        "cost": Decimal("0.0000012345"),
-        "currency": "USD",
-        "cost_basis": "reported",
-        "computed_cost": None,
-        "reported_cost": Decimal("0.0000012345"),
-        "price_ref": "",
-    }
     rows = []
     for i, text in enumerate(AWKWARD):
         rows.append(
-            {
-                **base,
-                "key": f"k{i}:{text}",
-                "model_raw": text,
-                "project_id": None if i % 2 else text,
-                "workspace_id": text or None,
-                "api_key_id": None,
-                "tags": {
-                    "endpoint": "completions",
-                    "text": text,
-                    "n": i,
-                    "f": 1.5,
-                    "nested": {"a": [1, text]},
-                },
-            }
+            provider_row(
+                org,
+                f"k{i}:{text}",
+                model_raw=text,
+                project_id=None if i % 2 else text,
+                workspace_id=text or None,
+                tags={"endpoint": "completions", "text": text, "n": i, "f": 1.5, "nested": {"a": [1, text]}},
+            )
         )
     with transaction.atomic():
         assert ledger.insert_records(rows) == {r["key"] for r in rows}
