@@ -32,6 +32,7 @@ from apps.usage.models import (
     UsageRecord,
 )
 from spendctl.common.exceptions import Conflict
+from spendctl.common.gc import gc_paused
 
 ZERO = Decimal(0)
 _Q = Decimal("1e-10")
@@ -141,7 +142,14 @@ def usage_events_ingest(*, org, events, token=None, now: datetime | None = None)
         raise ValidationError(
             {"events": [f"At most {MAX_BATCH} events per request; this batch has {len(events)}."]}
         )
-    now = now or timezone.now()
+    # The batch's objects (thousands of dicts and strings) hold no reference cycles and are freed by reference
+    # counting; left on, the cyclic collector ran full collections over every object of the process while a batch
+    # was being built (measured: 8.9 µs per event, a quarter of the call). Paused for the call, resumed after.
+    with gc_paused():
+        return _events_ingest(org=org, events=events, token=token, now=now or timezone.now())
+
+
+def _events_ingest(*, org, events: list, token, now: datetime) -> IngestResult:
     result = IngestResult()
     teams, rules, book, tz = _Teams(org), _org_rules(org), PriceBook(org), org.tz
     token_team_id = token.team_id if token is not None else None
