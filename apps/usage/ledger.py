@@ -98,16 +98,18 @@ def insert_records(rows: list[dict], *, common: dict | None = None) -> set[str]:
 class RecordWriter:
     """`insert_records` for a caller that produces rows one by one (the event ingest). Use inside a transaction:
 
-        with RecordWriter(common) as writer:
+        with RecordWriter(common, size=len(events)) as writer:
             for ...: writer.add(row)
             inserted = writer.finish()
 
     On PostgreSQL every CHUNK rows are formatted and streamed to a COPY at once, so the server parses and stores
     them while the caller prepares the next ones. The COPY goes straight into the ledger, inside a savepoint:
     a batch of new keys (the common case) needs no staging table and no ON CONFLICT; one statement then reads
-    exactly those rows back, groups them and upserts every rollup (the same grouping as below). Given `size` (the
-    most rows it will get), the writer takes that many ids from the ledger's sequence first and sends them with the
-    rows: when they are consecutive (the common case) the rows are read back by that id range, else by their keys.
+    exactly those rows back, groups them and upserts every rollup (the same grouping as below). The writer takes `size`
+    (the most rows it will get) ids from the ledger's sequence first and sends them with the rows, and reads the rows
+    back by those ids: by their range when they are consecutive (the common case), else by the list (another session
+    took some in between). Never by key: the planner, with an org's statistics not yet gathered, answered the key
+    lookups by scanning the org's rows (a minute for one batch of 5,000).
     If any key is stored already (a retried batch, or a concurrent request with the same key: the COPY waits for it and then fails on the unique constraint),
     the COPY is rolled back to the savepoint and the same rows go the general way instead: COPY into a temporary
     staging table, then one INSERT ... ON CONFLICT DO NOTHING that adds exactly the inserted rows to the rollups.
@@ -116,7 +118,7 @@ class RecordWriter:
 
     CHUNK = 1000
 
-    def __init__(self, common: dict | None = None, *, size: int | None = None):
+    def __init__(self, common: dict | None = None, *, size: int):
         self.common = common or {}
         self._size = size
         self._ids: range | list[int] = ()
@@ -145,13 +147,10 @@ class RecordWriter:
         if self._cursor is None:
             self._start()
         fmt, suffix, pending = self._fmt, self._suffix, self._pending
-        if self._size:
-            ids = self._ids[self._used : self._used + len(pending)]
-            assert len(ids) == len(pending), "more rows than the writer's size"
-            self._used += len(ids)
-            text = "\n".join([f"{i}\t{fmt(r, suffix)}" for i, r in zip(ids, pending, strict=True)]) + "\n"
-        else:
-            text = "\n".join([fmt(r, suffix) for r in pending]) + "\n"
+        ids = self._ids[self._used : self._used + len(pending)]
+        assert len(ids) == len(pending), "more rows than the writer's size"
+        self._used += len(ids)
+        text = "\n".join([f"{i}\t{fmt(r, suffix)}" for i, r in zip(ids, pending, strict=True)]) + "\n"
         pending.clear()
         self._chunks.append(text)
         # The raw psycopg COPY bypasses Django's error wrapping: wrapped here, a connection dropped mid-COPY is a
@@ -164,16 +163,12 @@ class RecordWriter:
         staged = tuple(c for c in RECORD_COLUMNS if c not in self.common)
         common_cols = tuple(c for c in RECORD_COLUMNS if c in self.common)
         self._cursor = connection.cursor()
-        if self._size:
-            self._cursor.execute(_RESERVE_IDS, [_id_sequence(self._cursor), self._size])
-            now, low, high, scattered = self._cursor.fetchone()
-            self._ids = range(low, high + 1) if scattered is None else scattered
-        else:
-            self._cursor.execute("SELECT now()")
-            (now,) = self._cursor.fetchone()
+        self._cursor.execute(_RESERVE_IDS, [_id_sequence(self._cursor), self._size])
+        now, low, high, scattered = self._cursor.fetchone()
+        self._ids = range(low, high + 1) if scattered is None else scattered
         constant = {**self.common, "created_at": now}
         self._fmt, order = _row_formatter(staged)
-        self._copy_order = (*(("id",) if self._size else ()), *order, *common_cols, "created_at")
+        self._copy_order = ("id", *order, *common_cols, "created_at")
         self._suffix = "\t".join(_copy_text(constant[c]) for c in (*common_cols, "created_at"))
         self._savepoint = connection.savepoint()
         self._open_copy(UsageRecord._meta.db_table)
@@ -209,30 +204,14 @@ class RecordWriter:
             connection.savepoint_rollback(self._savepoint)
             return self._insert_staged()
         connection.savepoint_commit(self._savepoint)
-        keys = [r["key"] for r in self.rows]
-        if type(self._ids) is range:  # the rows have the consecutive ids from the first one on
-            low = self._ids[0]
-            self._cursor.execute(
-                _rollup_statement(by_id=True),
-                {"low": low, "high": low + len(keys) - 1, "unpriced": BASIS_UNPRICED},
-            )
-            return set(keys)
-        joined = _KEY_SEP.join(keys)
-        if joined.count(_KEY_SEP) != len(keys) - 1:  # a key with the separator in it: one array element each
-            joined = None
-        org_id = self.common["org_id"] if "org_id" in self.common else self.rows[0]["org_id"]
-        source = self.common["source"] if "source" in self.common else self.rows[0]["source"]
-        self._cursor.execute(
-            _rollup_statement(by_id=False),
-            {
-                "org": org_id,
-                "source": source,
-                "joined": joined,
-                "keys": keys if joined is None else [],
-                "unpriced": BASIS_UNPRICED,
-            },
-        )
-        return set(keys)
+        ids = self._ids[
+            : self._used
+        ]  # the rows' ids, in the order sent; a range when consecutive (the common case)
+        by_range = type(ids) is range
+        # a list of ids goes as one text parameter: quick to send, however many
+        params = {"low": ids[0], "high": ids[-1]} if by_range else {"ids": ",".join(map(str, ids))}
+        self._cursor.execute(_rollup_statement(by_range=by_range), {**params, "unpriced": BASIS_UNPRICED})
+        return {r["key"] for r in self.rows}
 
     def _insert_staged(self) -> set[str]:
         """The general way for rows of which some may be stored already: COPY the same text into the staging table,
@@ -244,7 +223,7 @@ class RecordWriter:
             for text in self._chunks:
                 self._copy.write(text)
         self._end_copy()
-        self._cursor.execute(_statement(with_id=bool(self._size)), {"unpriced": BASIS_UNPRICED})
+        self._cursor.execute(_statement(), {"unpriced": BASIS_UNPRICED})
         return {r[0] for r in self._cursor.fetchall()}
 
     def __exit__(self, exc_type, exc, tb):
@@ -423,12 +402,12 @@ def _grouped() -> str:
             )"""  # noqa: S608 - identifiers from model metadata
 
 
-@lru_cache(maxsize=2)
-def _statement(*, with_id: bool) -> str:
-    """Staged rows -> ledger (ON CONFLICT DO NOTHING on the idempotency key), and exactly the inserted rows -> every
-    rollup. Returns the inserted keys. with_id: the staged rows carry ids taken from the sequence."""
+@lru_cache(maxsize=1)
+def _statement() -> str:
+    """Staged rows (with the ids taken for them) -> ledger (ON CONFLICT DO NOTHING on the idempotency key), and
+    exactly the inserted rows -> every rollup. Returns the inserted keys."""
     record_table = UsageRecord._meta.db_table
-    columns = ", ".join((*(("id",) if with_id else ()), *_COPY_COLUMNS))
+    columns = ", ".join(("id", *_COPY_COLUMNS))
     rollups = ",\n            ".join([_grouped(), *_rollup_ctes("g")])
     return f"""
             WITH ins AS (
@@ -442,35 +421,20 @@ def _statement(*, with_id: bool) -> str:
             """  # noqa: S608 - identifiers from model metadata, values are parameters
 
 
-# the keys of a batch as one text parameter (a list of thousands of strings is slow to quote client-side); event
-# ids and provider keys have no control characters, and a key that has this one is sent in an array instead
-_KEY_SEP = "\x1f"
-
-
 @lru_cache(maxsize=2)
-def _rollup_statement(*, by_id: bool) -> str:
-    """The rows just copied into the ledger (found by their keys) -> every rollup, grouped as `_statement` groups
-    the inserted rows. One lookup of the idempotency key's unique index per key (the LATERAL ... LIMIT 1 keeps
-    that plan whatever the statistics say: with none, = ANY(keys) was planned as a scan of the org's rows).
-    by_id: the rows are exactly those with ids from %(low)s to %(high)s (ids taken from the sequence for them)."""
+def _rollup_statement(*, by_range: bool) -> str:
+    """The rows just copied into the ledger -> every rollup, grouped as `_statement` groups the inserted rows. The
+    rows are found by their ids, which only the primary key indexes: whatever the statistics say, the plan is a
+    range or a list of primary-key lookups (or, for a small ledger, one scan of it). by_range: the ids are exactly
+    %(low)s to %(high)s; else they are %(ids)s, one comma-separated text."""
     record_table = UsageRecord._meta.db_table
     rollups = ",\n            ".join([_grouped(), *_rollup_ctes("g")])
-    if by_id:
-        return f"""
-            WITH ins AS (
-                SELECT {_RETURNED} FROM {record_table} WHERE id BETWEEN %(low)s AND %(high)s
-            ),
-            {rollups}
-            SELECT 1
-            """  # noqa: S608 - identifiers from model metadata, values are parameters
+    where = (
+        "id BETWEEN %(low)s AND %(high)s" if by_range else "id = ANY(string_to_array(%(ids)s, ',')::bigint[])"
+    )
     return f"""
             WITH ins AS (
-                SELECT r.* FROM unnest(COALESCE(string_to_array(%(joined)s, E'\\x1f'), %(keys)s::text[])) AS k(key),
-                LATERAL (
-                    SELECT {_RETURNED} FROM {record_table}
-                    WHERE org_id = %(org)s AND source = %(source)s AND key = k.key
-                    LIMIT 1
-                ) r
+                SELECT {_RETURNED} FROM {record_table} WHERE {where}
             ),
             {rollups}
             SELECT 1
