@@ -17,6 +17,10 @@ Rates are given twice: "in call" counts only the time inside usage_events_ingest
 generated outside the timer), "wall" is the whole phase including generating the input. With --workers 2 each
 process handles half (its own org for ingest, its own connection for COPY) and rates are summed / wall-clocked.
 After the run the daily rollup is checked against the raw ledger, group by group, and peak RSS is reported.
+
+Before the timed phases one batch of another org goes in and the ledger and rollups are analysed (autovacuum is off
+on these machines; see warm_up_and_analyze). Both phases run with Python's cyclic collector off, as the ingest
+pauses it for each batch.
 """
 
 import argparse
