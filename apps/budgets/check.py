@@ -27,6 +27,7 @@ from apps.catalog.selectors import PriceBook, normalise_model
 from apps.orgs import versions
 from apps.orgs.models import Organization, Team
 from spendctl.common import redis_client
+from spendctl.common.parsing import ascii_int
 
 ALLOW, WARN, DENY = "allow", "warn", "deny"
 _RANK = {ALLOW: 0, WARN: 1, DENY: 2}
@@ -235,8 +236,8 @@ def preflight_check(
     if team is not None:
         team_key = str(team)
         team_id = (
-            int(team_key)
-            if team_key.isdigit() and int(team_key) in config.team_ids
+            ascii_int(team_key)
+            if ascii_int(team_key) in config.team_ids
             else config.teams.get(team_key.lower())
         )
         if team_id is None:

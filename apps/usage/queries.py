@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from apps.orgs.models import Team
 from apps.usage.selectors import GROUP_BY_CHOICES, SpendQuery
+from spendctl.common.parsing import ascii_int
 
 MAX_DAYS = 800
 FILTER_KEYS = {
@@ -75,8 +76,8 @@ def parse_spend_query(org, params, *, allow_group_by: bool = True) -> SpendQuery
         for value in _list(params["team"]):
             if value.lower() in ("none", "unattributed"):
                 unattributed = True
-            elif value.isdigit() and int(value) in by_name.values():
-                teams.append(int(value))
+            elif ascii_int(value) in by_name.values():
+                teams.append(ascii_int(value))
             elif value.lower() in by_name:
                 teams.append(by_name[value.lower()])
             else:

@@ -33,6 +33,7 @@ from apps.usage.models import (
 )
 from spendctl.common.exceptions import Conflict
 from spendctl.common.gc import gc_paused
+from spendctl.common.parsing import ascii_int
 
 ZERO = Decimal(0)
 _Q = Decimal("1e-10")
@@ -126,8 +127,8 @@ class _Teams:
     def resolve(self, value) -> int | None:
         if isinstance(value, int):
             return value if value in self.by_id else None
-        if value.isdigit() and int(value) in self.by_id:
-            return int(value)
+        if ascii_int(value) in self.by_id:
+            return ascii_int(value)
         return self.by_name.get(value.strip().lower())
 
 

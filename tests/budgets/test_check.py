@@ -84,6 +84,12 @@ def test_new_usage_is_counted_by_the_next_check(api, budgets, django_capture_on_
     assert Decimal({b["name"]: b for b in after["budgets"]}["Support"]["spent"]) == Decimal("98")
 
 
+@pytest.mark.parametrize("team", ["³", "٣"])
+def test_a_team_in_non_ascii_digits_is_a_field_error(api, budgets, team):
+    response = check(api, budgets[0], team=team, estimated_cost="1")
+    assert_error(response, 400, fields=["team"])
+
+
 def test_a_team_bound_token_checks_its_own_team(api, budgets):
     org, support = budgets[0], budgets[1]
     client = api(org, scopes=["check"], team=support)

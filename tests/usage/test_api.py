@@ -145,6 +145,14 @@ def test_spend_by_day_with_filters(api, seeded):
     assert client.get("/api/v1/spend?start=2026-11-17&end=2026-11-18").json()["totals"]["cost"] == "3.3000"
 
 
+@pytest.mark.parametrize("team", ["³", "٣", "%C2%B3,Support"])
+def test_a_team_filter_in_non_ascii_digits_is_a_field_error(api, seeded, team):
+    # "³".isdigit() is true and int("٣") == 3: neither may be read as a team id (the fuzzer found a 500)
+    client = api(seeded[0], scopes=["read"])
+    assert_error(client.get(f"/api/v1/spend?{RANGE}&team={team}"), 400, fields=["team"])
+    assert_error(client.get(f"/api/v1/usage?{RANGE}&team={team}"), 400, fields=["team"])
+
+
 def test_empty_filters_are_ignored_and_list_filters_may_repeat(api, seeded):
     client = api(seeded[0], scopes=["read"])
     assert (

@@ -232,6 +232,8 @@ def test_concurrent_duplicate_batches_are_stored_once():
         ({"tags": {"feature": {"nested": 1}}}, "tags"),
         ({"surprise": 1}, "surprise"),
         ({"team": "No Such Team"}, "team"),
+        ({"team": "³"}, "team"),  # str.isdigit() is true for it, int() refuses it
+        ({"team": "٣"}, "team"),  # int() reads it as 3: not a team id
         ({"id": ""}, "id"),
         ({"currency": "EUR"}, "currency"),
     ],
