@@ -47,7 +47,7 @@ class PriceBook:
     def price(
         self, *, provider: str, model: str, at: datetime, service_tier: str = "standard"
     ) -> Price | None:
-        day = at.astimezone(UTC).date()
+        day = at.date() if at.tzinfo is UTC else at.astimezone(UTC).date()
         key = (provider, model, day, service_tier, at.hour if provider == "deepseek" else None)
         if key in self._memo:
             return self._memo[key]

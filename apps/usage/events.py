@@ -3,7 +3,6 @@
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from types import MappingProxyType
 
 from apps.usage.models import SERVICE_TIERS, TAG_COLUMNS
 
@@ -147,7 +146,12 @@ def _tags(value, errors):
 
 
 def validate_event(raw, *, now: datetime) -> tuple[dict | None, dict]:
-    """Returns (clean event, {}) or (None, {field: [messages]})."""
+    """Returns (clean event, {}) or (None, {field: [messages]}).
+
+    The clean event is flat and named as the ledger's columns (key, start_time in UTC, provider, model_raw, the
+    token classes with uncached_input_tokens, requests, reported_cost, the named tags, tags, service_tier) plus
+    "team" as sent (a name or an id, or None): the ingest completes it into the ledger row in place.
+    """
     clean = _accept_fast(raw, now)
     if clean is not None:
         return clean, {}
@@ -161,8 +165,6 @@ _ok_providers: set[str] = set()
 _ok_models: set[str] = set()
 _ok_tag_keys: set[str] = set()
 _ok_tag_values: set[str] = set()
-# the named tags of an event without tags (shared: read, never changed)
-_NO_NAMED = MappingProxyType(dict.fromkeys(TAG_COLUMNS, ""))
 _TIERS = frozenset(SERVICE_TIERS)
 
 
@@ -271,7 +273,8 @@ def _accept_fast(raw, now: datetime) -> dict | None:
     if not tags:
         if tags is not None and type(tags) is not dict:  # "", 0, [] ...: the full check words the error
             return None
-        tags, named = {}, _NO_NAMED
+        tags = {}
+        feature = task_id = customer = end_user = environment = ""
     else:
         if type(tags) is not dict or len(tags) > 50:
             return None
@@ -295,13 +298,8 @@ def _accept_fast(raw, now: datetime) -> dict | None:
                 _remember(_ok_tag_values, text)
             clean_tags[key] = text
         pop = clean_tags.pop
-        named = {
-            "feature": pop("feature", ""),
-            "task_id": pop("task_id", ""),
-            "customer": pop("customer", ""),
-            "end_user": pop("end_user", ""),
-            "environment": pop("environment", ""),
-        }
+        feature, task_id, customer = pop("feature", ""), pop("task_id", ""), pop("customer", "")
+        end_user, environment = pop("end_user", ""), pop("environment", "")
         tags = clean_tags
     tier = get("service_tier")
     if tier is not None and (type(tier) is not str or tier not in _TIERS):
@@ -310,25 +308,27 @@ def _accept_fast(raw, now: datetime) -> dict | None:
     if batch is not True and batch is not False:
         return None
     return {
-        "id": event_id,
-        "timestamp": ts if ts.tzinfo is UTC else ts.astimezone(UTC),
+        "key": event_id,
+        "start_time": ts if ts.tzinfo is UTC else ts.astimezone(UTC),
         "provider": provider,
         "model_raw": model,
-        "counts": {
-            "input_tokens": input_tokens,
-            "cache_read_tokens": cache_read,
-            "cache_write_tokens": cache_write,
-            "output_tokens": output_tokens,
-            "reasoning_tokens": reasoning,
-            "input_audio_tokens": input_audio,
-            "output_audio_tokens": output_audio,
-            "cache_write_1h_tokens": cache_write_1h,
-        },
+        "uncached_input_tokens": input_tokens - cache_read - cache_write,
+        "cache_read_tokens": cache_read,
+        "cache_write_tokens": cache_write,
+        "cache_write_1h_tokens": cache_write_1h,
+        "output_tokens": output_tokens,
+        "reasoning_tokens": reasoning,
+        "input_audio_tokens": input_audio,
+        "output_audio_tokens": output_audio,
         "requests": requests,
-        "cost": cost,
+        "reported_cost": cost,
         "team": team,
         "tags": tags,
-        "named_tags": named,
+        "feature": feature,
+        "task_id": task_id,
+        "customer": customer,
+        "end_user": end_user,
+        "environment": environment,
         "service_tier": "batch" if batch else (tier or "standard"),
     }
 
@@ -394,15 +394,18 @@ def _validate_full(raw, *, now: datetime) -> tuple[dict | None, dict]:
         return None, errors
     named = {name: tags.pop(name, "") for name in TAG_COLUMNS}
     return {
-        "id": event_id,
-        "timestamp": ts,
+        "key": event_id,
+        "start_time": ts,
         "provider": provider,
         "model_raw": model,
-        "counts": counts,
+        "uncached_input_tokens": counts["input_tokens"]
+        - counts["cache_read_tokens"]
+        - counts["cache_write_tokens"],
+        **{k: counts[k] for k in TOKEN_KEYS if k != "input_tokens"},
         "requests": requests,
-        "cost": cost,
+        "reported_cost": cost,
         "team": team,
         "tags": tags,
-        "named_tags": named,
+        **named,
         "service_tier": "batch" if batch else (tier or "standard"),
     }, {}

@@ -174,11 +174,11 @@ def _events_ingest(*, org, events: list, token, now: datetime) -> IngestResult:
     with transaction.atomic(), ledger.RecordWriter(common, size=len(events)) as writer:
         team_of, model_of = {}, {}  # per batch: teams.resolve and normalise_model are pure for one batch
         for index, raw in enumerate(events):
-            clean, errors = validate_event(raw, now=now)
+            row, errors = validate_event(raw, now=now)
             team_id, team_source = None, TEAM_NONE
-            if clean is not None:
-                if clean["team"] is not None:
-                    named_team = clean["team"]
+            if row is not None:
+                named_team = row.pop("team")
+                if named_team is not None:
                     if named_team not in team_of:
                         team_of[named_team] = teams.resolve(named_team)
                     team_id, team_source = team_of[named_team], TEAM_EXPLICIT
@@ -196,50 +196,26 @@ def _events_ingest(*, org, events: list, token, now: datetime) -> IngestResult:
                 event_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
                 result.rejected_events.append({"index": index, "id": event_id, "fields": errors})
                 continue
-            event_id = clean["id"]
+            event_id = row["key"]
             if event_id in seen:
                 result.duplicate_events.append({"index": index, "id": event_id})
                 continue
             seen.add(event_id)
-            named = clean["named_tags"]
             if team_id is None:
                 if rules:  # no rules: resolve_team is None whatever the tags
-                    team_id = resolve_team(
-                        rules, tags={**clean["tags"], **{k: v for k, v in named.items() if v}}
-                    )
+                    named = {k: row[k] for k in TAG_COLUMNS if row[k]}
+                    team_id = resolve_team(rules, tags={**row["tags"], **named})
                 team_source = TEAM_RULE if team_id is not None else TEAM_NONE
-            counts = clean["counts"]
-            provider, model_raw, ts = clean["provider"], clean["model_raw"], clean["timestamp"]
+            # the clean event is the ledger row but for these (validate_event names it so)
+            provider, model_raw = row["provider"], row["model_raw"]
             model_key = (provider, model_raw)
             model = model_of.get(model_key)
             if model is None:
                 model = model_of[model_key] = normalise_model(provider, model_raw)
-            row = {
-                "key": event_id,
-                "token_id": token_id,  # for the budget counters after the commit
-                "provider": provider,
-                "model": model,
-                "model_raw": model_raw,
-                "team_id": team_id,
-                "team_source": team_source,
-                **named,
-                "tags": clean["tags"],
-                "start_time": ts,
-                "day": ts.astimezone(tz).date(),
-                "service_tier": clean["service_tier"],
-                "requests": clean["requests"],
-                "uncached_input_tokens": counts["input_tokens"]
-                - counts["cache_read_tokens"]
-                - counts["cache_write_tokens"],
-                "cache_read_tokens": counts["cache_read_tokens"],
-                "cache_write_tokens": counts["cache_write_tokens"],
-                "cache_write_1h_tokens": counts["cache_write_1h_tokens"],
-                "output_tokens": counts["output_tokens"],
-                "reasoning_tokens": counts["reasoning_tokens"],
-                "input_audio_tokens": counts["input_audio_tokens"],
-                "output_audio_tokens": counts["output_audio_tokens"],
-                "reported_cost": clean["cost"],
-            }
+            row["model"] = model
+            row["token_id"] = token_id  # for the budget counters after the commit
+            row["team_id"], row["team_source"] = team_id, team_source
+            row["day"] = row["start_time"].astimezone(tz).date()
             price_row(book, row)
             index_of[event_id] = index
             writer.add(row)
