@@ -411,7 +411,13 @@ def _spent_db(config: _OrgConfig, budgets: list, today: date) -> dict[int, Decim
         first[model] = min(first.get(model, start), start)
     for model, aggregates in queries.items():
         if aggregates:
-            qs = model.objects.for_org(org).filter(day__gte=first[model], day__lt=stop)
+            qs = model.objects.for_org(org)
+            # the ledger is read by its (org, start_time) index (UsageRecordQuerySet.on_days)
+            qs = (
+                qs.on_days(first[model], stop)
+                if model is UsageRecord
+                else qs.filter(day__gte=first[model], day__lt=stop)
+            )
             for name, value in qs.aggregate(**aggregates).items():
                 out[int(name[1:])] = value or Decimal(0)
     return out

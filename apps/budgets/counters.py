@@ -153,7 +153,8 @@ def _day_values_from_db(org, day: date) -> dict[str, int]:
         for field in fields_of_row(row):
             values[field] += nanos(cost)
     for token_id, cost in (
-        UsageRecord.objects.filter(org=org, day=day, token_id__isnull=False)
+        UsageRecord.objects.filter(org=org, token_id__isnull=False)
+        .on_days(day, day + timedelta(days=1))
         .values("token_id")
         .annotate(s=Sum("cost"))
         .values_list("token_id", "s")

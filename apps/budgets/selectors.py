@@ -56,7 +56,8 @@ def scope_daily(budget: Budget, start: date, end: date) -> dict[date, Decimal]:
     if budget.scope == Budget.SCOPE_TOKEN:
         rows = (
             UsageRecord.objects.for_org(budget.org)
-            .filter(token_id=budget.token_id, day__gte=start, day__lt=end)
+            .filter(token_id=budget.token_id)
+            .on_days(start, end)
             .values("day")
             .annotate(s=Sum("cost"))
             .values_list("day", "s")

@@ -32,7 +32,8 @@ def reconciliation(*, connection: ProviderConnection, start: date, end: date) ->
     )
     ledger_rows = (
         UsageRecord.objects.for_org(org)
-        .filter(connection_id=connection.pk, day__gte=start, day__lt=end)
+        .filter(connection_id=connection.pk)
+        .on_days(start, end)
         .values("day")
         .annotate(cost=Sum("cost"), computed=Sum("computed_cost"), own=Sum("reported_cost"))
     )

@@ -523,7 +523,8 @@ def rollups_rebuild(org_id: int, start: date, end: date) -> int:
     for model, key_fields in ROLLUPS:
         model.objects.filter(org_id=org_id, day__gte=start, day__lt=end).delete()
         aggregated = (
-            UsageRecord.objects.filter(org_id=org_id, day__gte=start, day__lt=end)
+            UsageRecord.objects.filter(org_id=org_id)
+            .on_days(start, end)
             .values(*key_fields)
             .annotate(
                 **{f"s_{c}": Sum(c) for c in SUMMED},

@@ -1,10 +1,12 @@
 """The ledger: one row per provider bucket or per pushed call, and the daily rollup every screen reads."""
 
+from datetime import UTC, date, datetime, time, timedelta
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from apps.orgs.tenancy import OrgOwnedModel
+from apps.orgs.tenancy import OrgOwnedModel, OrgQuerySet
 
 MONEY = {"max_digits": 24, "decimal_places": 10}
 
@@ -46,6 +48,29 @@ TOKEN_FIELDS = (
 # referential-integrity check per inserted row at commit. No single-column org index either: every other index and
 # unique key starts with org.
 _HOT_ORG = {"on_delete": models.CASCADE, "related_name": "+", "db_constraint": False, "db_index": False}
+
+
+# No time zone is more than 14 hours from UTC, so a record's day (its start's date in the org's time zone when it was
+# written, or the UTC date of a provider's daily bucket) is never further than that from its start's UTC date.
+_MAX_UTC_OFFSET = timedelta(hours=14)
+
+
+class UsageRecordQuerySet(OrgQuerySet):
+    def on_days(self, start: date | None = None, end: date | None = None):
+        """Records whose day is in [start, end) (either bound may be None).
+
+        The ledger keeps no (org, day) index (one index less to write per row on the ingest path): the day range is
+        also given as the start_time range it implies (widened by the largest UTC offset), which the (org,
+        start_time) index serves; the day conditions keep the result exact.
+        """
+        qs = self
+        if start is not None:
+            qs = qs.filter(
+                day__gte=start, start_time__gte=datetime.combine(start, time(), UTC) - _MAX_UTC_OFFSET
+            )
+        if end is not None:
+            qs = qs.filter(day__lt=end, start_time__lt=datetime.combine(end, time(), UTC) + _MAX_UTC_OFFSET)
+        return qs
 
 
 class UsageRecord(OrgOwnedModel):
@@ -105,6 +130,8 @@ class UsageRecord(OrgOwnedModel):
     price_ref = models.CharField(max_length=160, default="", blank=True, help_text="Which price was applied")
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = UsageRecordQuerySet.as_manager()
+
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["org", "source", "key"], name="usage_record_key_unique"),
@@ -120,7 +147,7 @@ class UsageRecord(OrgOwnedModel):
             models.CheckConstraint(condition=Q(cost__gte=0), name="usage_record_cost_not_negative"),
         ]
         indexes = [
-            models.Index(fields=["org", "day"], name="usage_org_day"),
+            # day ranges are read through it too: UsageRecordQuerySet.on_days
             models.Index(fields=["org", "start_time"], name="usage_org_start"),
             # Partial: pushed events (connection_id NULL) and priced rows, the bulk of the ledger, skip these two.
             models.Index(

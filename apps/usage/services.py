@@ -392,10 +392,7 @@ def usage_reattribute(*, org, start: date | None = None, end: date | None = None
     """Re-applies the attribution rules to recorded usage (records whose team was not named explicitly)."""
     rules = _org_rules(org)
     qs = UsageRecord.objects.for_org(org).exclude(team_source__in=[TEAM_EXPLICIT, TEAM_TOKEN])
-    if start:
-        qs = qs.filter(day__gte=start)
-    if end:
-        qs = qs.filter(day__lt=end)
+    qs = qs.on_days(start, end)
     changed_days: set[date] = set()
     updates = []
     for rec in qs.only(
@@ -426,7 +423,7 @@ def usage_reattribute(*, org, start: date | None = None, end: date | None = None
 def _reprice_plan(org, start: date, end: date, *, only_unpriced: bool = False):
     """Yields (record, new computed_cost, new cost, new basis, new price_ref) for records whose price changes."""
     book = PriceBook(org)
-    qs = UsageRecord.objects.for_org(org).filter(day__gte=start, day__lt=end)
+    qs = UsageRecord.objects.for_org(org).on_days(start, end)
     if only_unpriced:
         qs = qs.filter(cost_basis=BASIS_UNPRICED)
     for rec in qs.order_by("id").iterator(chunk_size=2000):
