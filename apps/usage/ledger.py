@@ -14,7 +14,7 @@ from decimal import Decimal
 from functools import lru_cache
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import NOT_PROVIDED, Count, Q, Sum
 
 from apps.usage.models import BASIS_UNPRICED, TOKEN_FIELDS, DailyModelRollup, DailyRollup, UsageRecord
 
@@ -161,15 +161,18 @@ class RecordWriter:
     def _start(self) -> None:
         """The first chunk: the transaction's now() (every row's created_at), a savepoint, the COPY into the ledger."""
         staged = tuple(c for c in RECORD_COLUMNS if c not in self.common)
-        common_cols = tuple(c for c in RECORD_COLUMNS if c in self.common)
+        # a common value that is the column's default is left to the database (created_at: now(), the
+        # transaction's start, as INSERT ... now() gives it): less to send and to parse per row
+        common_cols = tuple(
+            c for c in RECORD_COLUMNS if c in self.common and not _is_db_default(c, self.common[c])
+        )
         self._cursor = connection.cursor()
         self._cursor.execute(_RESERVE_IDS, [_id_sequence(self._cursor), self._size])
-        now, low, high, scattered = self._cursor.fetchone()
+        low, high, scattered = self._cursor.fetchone()
         self._ids = range(low, high + 1) if scattered is None else scattered
-        constant = {**self.common, "created_at": now}
         self._fmt, order = _row_formatter(staged)
-        self._copy_order = ("id", *order, *common_cols, "created_at")
-        self._suffix = "\t".join(_copy_text(constant[c]) for c in (*common_cols, "created_at"))
+        self._copy_order = ("id", *order, *common_cols)
+        self._suffix = "".join(f"\t{_copy_text(self.common[c])}" for c in common_cols)  # each with its tab
         self._savepoint = connection.savepoint()
         self._open_copy(UsageRecord._meta.db_table)
 
@@ -223,7 +226,7 @@ class RecordWriter:
             for text in self._chunks:
                 self._copy.write(text)
         self._end_copy()
-        self._cursor.execute(_statement(), {"unpriced": BASIS_UNPRICED})
+        self._cursor.execute(_statement(self._copy_order), {"unpriced": BASIS_UNPRICED})
         return {r[0] for r in self._cursor.fetchall()}
 
     def __exit__(self, exc_type, exc, tb):
@@ -246,16 +249,18 @@ def _is_key_conflict(exc: IntegrityError) -> bool:
 # --- PostgreSQL ----------------------------------------------------------------------------------------------------
 #
 # The COPY text is formatted by a function generated per set of per-row columns (an f-string per row): text columns
-# are checked once per row and escaped only when they need it; the columns common to the batch and created_at (the
-# transaction's now(), as INSERT ... now() gave it) are one constant suffix. The same text goes to the ledger or, on
-# a key conflict, to the staging table, whose columns have the ledger's types.
+# are checked once per row and escaped only when they need it; the columns common to the batch are one constant
+# suffix, but those whose value is the column's database default (NULLs, bucket_seconds 0, currency USD ...) and
+# created_at (now(), the transaction's start) are left out, for the database to fill. The same text goes to the
+# ledger or, on a key conflict, to the staging table, whose columns have the ledger's types; its INSERT names the
+# same columns, so the ledger's defaults fill the rest there too.
 
 _STAGED_TYPES = {**_PG_TYPES, "id": "bigint", "created_at": "timestamptz"}
 _COPY_COLUMNS = (*RECORD_COLUMNS, "created_at")
-# n ids from the ledger's sequence (nobody else gets them) and the transaction's now(); the ids themselves only when
-# they are not consecutive (another session took some in between)
+# n ids from the ledger's sequence (nobody else gets them); the ids themselves only when they are not consecutive
+# (another session took some in between)
 _RESERVE_IDS = """
-    SELECT now(), min(v), max(v), CASE WHEN max(v) - min(v) + 1 = count(*) THEN NULL ELSE array_agg(v ORDER BY v) END
+    SELECT min(v), max(v), CASE WHEN max(v) - min(v) + 1 = count(*) THEN NULL ELSE array_agg(v ORDER BY v) END
     FROM (SELECT nextval(%s::regclass) AS v FROM generate_series(1, %s)) s
 """
 _sequence: list[str] = []
@@ -275,6 +280,18 @@ _NULLABLE = frozenset(f.column for f in UsageRecord._meta.concrete_fields if f.n
 _KEY_CONSTRAINT = "usage_record_key_unique"
 _JSON_UNSAFE = re.compile(r'[\x00-\x1f"\\]')
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+_FIELDS = {f.column: f for f in UsageRecord._meta.concrete_fields}
+
+
+def _is_db_default(column: str, value) -> bool:
+    """Whether `value` is what the ledger's column gets when a COPY or INSERT leaves it out."""
+    field = _FIELDS[column]
+    default = field.db_default
+    if default is NOT_PROVIDED:
+        return value is None and field.null
+    return not hasattr(default, "resolve_expression") and type(default) is type(value) and default == value
 
 
 def _ensure_staging(cursor):
@@ -312,7 +329,7 @@ def _copy_text(value) -> str:
 def _row_formatter(staged: tuple[str, ...]):
     """A function (row dict, suffix) -> one COPY text line (without the newline) for these per-row columns, in this
     order: text columns first (checked together, escaped only when needed), then numbers, the day and the start
-    (ISO), then the suffix (the batch's constant columns, already COPY text)."""
+    (ISO), then the suffix (the batch's constant columns, already COPY text, each after its tab)."""
     text = [
         c for c in staged if c not in _INT_COLUMNS and c not in _NUMERIC_COLUMNS and c not in _ISO_COLUMNS
     ]
@@ -340,7 +357,7 @@ def _row_formatter(staged: tuple[str, ...]):
         # cheaper than a regular expression over the line)
         f"    if t.count(_TAB) != {len(text) - 1} or _BS in t or _LF in t or _CR in t:\n"
         f"        t = _TAB.join([{', '.join(f'_copy_text(r.get({c!r}))' for c in text)}])\n"
-        f'    return f"{{t}}\t{chr(9).join(rest_parts)}\t{{suffix}}"\n'
+        f'    return f"{{t}}\t{chr(9).join(rest_parts)}{{suffix}}"\n'
     )
     namespace = {
         "_tags_json": tags_json,
@@ -402,12 +419,12 @@ def _grouped() -> str:
             )"""  # noqa: S608 - identifiers from model metadata
 
 
-@lru_cache(maxsize=1)
-def _statement() -> str:
+@lru_cache(maxsize=16)
+def _statement(columns: tuple[str, ...]) -> str:
     """Staged rows (with the ids taken for them) -> ledger (ON CONFLICT DO NOTHING on the idempotency key), and
     exactly the inserted rows -> every rollup. Returns the inserted keys."""
     record_table = UsageRecord._meta.db_table
-    columns = ", ".join(("id", *_COPY_COLUMNS))
+    columns = ", ".join(columns)  # the columns copied: the others take the ledger's defaults
     rollups = ",\n            ".join([_grouped(), *_rollup_ctes("g")])
     return f"""
             WITH ins AS (

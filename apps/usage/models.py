@@ -5,6 +5,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
 
 from apps.orgs.tenancy import OrgOwnedModel, OrgQuerySet
 
@@ -107,10 +108,10 @@ class UsageRecord(OrgOwnedModel):
     start_time = models.DateTimeField()
     day = models.DateField(help_text="The start's day in the org's time zone")
     bucket_seconds = models.IntegerField(
-        default=0, help_text="0 for one call; 3600 or 86400 for provider buckets"
+        default=0, db_default=0, help_text="0 for one call; 3600 or 86400 for provider buckets"
     )
     service_tier = models.CharField(max_length=16, default="standard")
-    context_window = models.CharField(max_length=32, default="", blank=True)
+    context_window = models.CharField(max_length=32, default="", db_default="", blank=True)
     requests = models.BigIntegerField(default=1)
     uncached_input_tokens = models.BigIntegerField(default=0)
     cache_read_tokens = models.BigIntegerField(default=0)
@@ -121,14 +122,15 @@ class UsageRecord(OrgOwnedModel):
     input_audio_tokens = models.BigIntegerField(default=0)
     output_audio_tokens = models.BigIntegerField(default=0)
     cost = models.DecimalField(**MONEY, help_text="The cost this record counts for")
-    currency = models.CharField(max_length=3, default="USD")
+    currency = models.CharField(max_length=3, default="USD", db_default="USD")
     cost_basis = models.CharField(max_length=8, choices=BASES)
     computed_cost = models.DecimalField(**MONEY, null=True, blank=True, help_text="Catalog price, when known")
     reported_cost = models.DecimalField(
         **MONEY, null=True, blank=True, help_text="Provider's or caller's cost"
     )
     price_ref = models.CharField(max_length=160, default="", blank=True, help_text="Which price was applied")
-    created_at = models.DateTimeField(auto_now_add=True)
+    # the database's defaults (here and above) fill the columns a COPY of the ledger leaves out (ledger.RecordWriter)
+    created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
 
     objects = UsageRecordQuerySet.as_manager()
 

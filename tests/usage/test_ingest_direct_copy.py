@@ -232,7 +232,7 @@ def test_ids_that_are_not_consecutive_are_used_and_the_rows_read_back_by_them(or
     """Another session may take ids from the sequence while a batch takes its own: the batch then gets scattered
     ids (here: every second one), stores its rows with exactly those and reads them back by that list of ids."""
     scattered = """
-        SELECT now(), min(v), max(v), array_agg(v ORDER BY v)
+        SELECT min(v), max(v), array_agg(v ORDER BY v)
         FROM (SELECT v FROM (SELECT nextval(%s::regclass) AS v FROM generate_series(1, 2 * %s)) a
               WHERE v %% 2 = 0) s
     """
@@ -291,3 +291,26 @@ def test_a_batch_gets_consecutive_ids_and_later_writes_continue_after_them(org, 
     assert ingest(org, [varied(5000)]).accepted == 1
     assert UsageRecord.objects.get(org=org, key="evt-5000").id > ids[-1]
     assert_rollups_equal_ledger(org)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_columns_left_to_the_database_get_its_defaults_on_both_ways(org, search_team):
+    """A pushed batch's COPY leaves out created_at and the common columns whose value is the column's default:
+    the database fills them, on the direct COPY and on the staging way (a batch with a stored key) alike."""
+    before = datetime.now(UTC)
+    first = [varied(i) for i in range(CHUNK + 10)]
+    assert ingest(org, first).accepted == len(first)
+    assert ingest(org, [*first[:5], varied(9000)]).accepted == 1  # the staging way
+    after = datetime.now(UTC)
+    rows = list(
+        UsageRecord.objects.filter(org=org).values_list(
+            "key", "created_at", "bucket_seconds", "currency", "context_window", "connection_id", "project_id"
+        )
+    )
+    assert len(rows) == len(first) + 1
+    assert {r[2:] for r in rows} == {(0, "USD", "", None, None)}
+    created = {key: at for key, at, *_ in rows}
+    assert all(before <= at <= after for at in created.values())
+    assert created["evt-9000"] > max(created[e["id"]] for e in first)
+    if connection.vendor == "postgresql":  # the COPY's rows: now(), one per transaction
+        assert len({created[e["id"]] for e in first}) == 1
