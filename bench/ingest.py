@@ -319,8 +319,26 @@ def ingest_worker(idx, n, barrier, out, org_id, seed, start, span, independent, 
 
 
 def copy_worker(
-    idx, n, barrier, out, org_id, seed, start, span, independent, database_url, columns, types, tz_name, teams
+    idx,
+    n,
+    barrier,
+    out,
+    org_id,
+    seed,
+    start,
+    span,
+    independent,
+    database_url,
+    columns,
+    types,
+    tz_name,
+    teams,
+    per_batch=False,
 ):
+    """per_batch=False: one COPY for all the process's rows, timed over the write_row calls (the server parses
+    and stores them while the next batch is generated, outside the timer). per_batch=True: one COPY per batch
+    of 5,000 (as the ingest does), each timed until the server has stored it (the end of the COPY waits for its
+    CommandComplete); one transaction either way."""
     import zoneinfo
 
     import psycopg
@@ -399,20 +417,37 @@ def copy_worker(
         in_call = client_cpu = 0.0
         done = 0
         gc.disable()  # as usage_events_ingest pauses it (spendctl.common.gc): the same conditions for both
-        with cur.copy(f"COPY {SCRATCH} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(types)
+        statement = f"COPY {SCRATCH} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+        if per_batch:
             for batch in batches:
                 rows = [to_row(ev) for ev in batch]
                 c0 = _cpu_self()
                 t0 = time.perf_counter()
-                for row in rows:
-                    copy.write_row(row)
+                with cur.copy(statement) as copy:
+                    copy.set_types(types)
+                    for row in rows:
+                        copy.write_row(row)
                 in_call += time.perf_counter() - t0
                 client_cpu += _cpu_self() - c0
                 done += len(batch)
                 _rss_marks(done, n, marks, next_mark)
             c0 = _cpu_self()
             t0 = time.perf_counter()
+        else:
+            with cur.copy(statement) as copy:
+                copy.set_types(types)
+                for batch in batches:
+                    rows = [to_row(ev) for ev in batch]
+                    c0 = _cpu_self()
+                    t0 = time.perf_counter()
+                    for row in rows:
+                        copy.write_row(row)
+                    in_call += time.perf_counter() - t0
+                    client_cpu += _cpu_self() - c0
+                    done += len(batch)
+                    _rss_marks(done, n, marks, next_mark)
+                c0 = _cpu_self()
+                t0 = time.perf_counter()
         conn.commit()
         t_end = time.perf_counter()
         client_cpu += _cpu_self() - c0
@@ -714,40 +749,46 @@ def main():
     check = rollup_check(org_ids)
     print(f"rollup check: {describe_check(check)}")
 
-    s_copy = None
+    s_copy = s_copy_batched = None
     if not args.skip_copy:
         columns, types = scratch_columns()
-        checkpoint()
-        copy = run_phase(
-            copy_worker,
-            args.workers,
-            args.events,
-            lambda i: (
-                org_ids[i],
-                args.seed,
-                start,
-                span,
-                args.independent,
-                args.database_url,
-                columns,
-                types,
-                "Europe/Berlin",
-                orgs[i][1],
-            ),
-        )
-        s_copy = summarise(copy)
-        print(
-            f"COPY:   {s_copy['rate_in_call']:,.0f} rows/s in call, {s_copy['rate_wall']:,.0f} rows/s wall "
-            f"({s_copy['wall']:.1f} s); CPU µs/row: client {s_copy['client_us']:.1f}, "
-            f"PostgreSQL backend {s_copy['server_us']:.1f}"
-        )
-        from django.db import connection
+        for per_batch in (False, True):
+            checkpoint()
+            copy = run_phase(
+                copy_worker,
+                args.workers,
+                args.events,
+                lambda i, per_batch=per_batch: (
+                    org_ids[i],
+                    args.seed,
+                    start,
+                    span,
+                    args.independent,
+                    args.database_url,
+                    columns,
+                    types,
+                    "Europe/Berlin",
+                    orgs[i][1],
+                    per_batch,
+                ),
+            )
+            summary = summarise(copy)
+            print(
+                f"COPY{' per batch' if per_batch else ''}: {summary['rate_in_call']:,.0f} rows/s in call, "
+                f"{summary['rate_wall']:,.0f} rows/s wall ({summary['wall']:.1f} s); CPU µs/row: client "
+                f"{summary['client_us']:.1f}, PostgreSQL backend {summary['server_us']:.1f}"
+            )
+            if per_batch:
+                s_copy_batched = summary
+            else:
+                s_copy = summary
+            from django.db import connection
 
-        with connection.cursor() as cur:
-            cur.execute(f"SELECT COUNT(*) FROM {SCRATCH}")
-            copied = cur.fetchone()[0]
-            cur.execute(f"TRUNCATE {SCRATCH}")  # keep the bench database small between runs
-        assert copied == args.events, f"COPY loaded {copied} rows, expected {args.events}"
+            with connection.cursor() as cur:
+                cur.execute(f"SELECT COUNT(*) FROM {SCRATCH}")
+                copied = cur.fetchone()[0]
+                cur.execute(f"TRUNCATE {SCRATCH}")  # keep the bench database small between runs
+            assert copied == args.events, f"COPY loaded {copied} rows, expected {args.events}"
 
     if profile_path:
         import pstats
@@ -773,12 +814,27 @@ def main():
             ratio,
         ]
 
-    rows = [line(f"COPY binary → scratch table, no constraints ({w} conn)", s_copy, "1.00")] if s_copy else []
+    rows = []
+    if s_copy:
+        rows.append(line(f"COPY binary → scratch table, no constraints, one COPY ({w} conn)", s_copy, "1.00"))
+        rows.append(
+            line(
+                f"the same, one COPY per batch of {BATCH:,}, timed until stored ({w} conn)",
+                s_copy_batched,
+                "–",
+            )
+        )
+    ratios = (
+        f"{s_ingest['rate_in_call'] / s_copy['rate_in_call']:.2f} (vs one COPY) / "
+        f"{s_ingest['rate_in_call'] / s_copy_batched['rate_in_call']:.2f} (vs COPY per batch)"
+        if s_copy
+        else "–"
+    )
     rows.append(
         line(
             f"`usage_events_ingest`, batches of {BATCH:,} ({w} process{'es' if w > 1 else ''})",
             s_ingest,
-            f"{s_ingest['rate_in_call'] / s_copy['rate_in_call']:.2f}" if s_copy else "–",
+            ratios,
         )
     )
     table = _common.markdown_table(
