@@ -24,6 +24,7 @@ pauses it for each batch.
 """
 
 import argparse
+import contextlib
 import gc
 import multiprocessing as mp
 import os
@@ -418,13 +419,23 @@ def copy_worker(
         done = 0
         gc.disable()  # as usage_events_ingest pauses it (spendctl.common.gc): the same conditions for both
         statement = f"COPY {SCRATCH} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
-        if per_batch:
+
+        def open_copy(stack):
+            copy = stack.enter_context(cur.copy(statement))
+            copy.set_types(types)
+            return copy
+
+        # one COPY for the whole phase (ended when `whole` closes, inside the last timer), or one per batch (ended
+        # when `this_batch` closes, inside that batch's timer)
+        with contextlib.ExitStack() as whole:
+            copy = None if per_batch else open_copy(whole)
             for batch in batches:
                 rows = [to_row(ev) for ev in batch]
                 c0 = _cpu_self()
                 t0 = time.perf_counter()
-                with cur.copy(statement) as copy:
-                    copy.set_types(types)
+                with contextlib.ExitStack() as this_batch:
+                    if per_batch:
+                        copy = open_copy(this_batch)
                     for row in rows:
                         copy.write_row(row)
                 in_call += time.perf_counter() - t0
@@ -433,21 +444,6 @@ def copy_worker(
                 _rss_marks(done, n, marks, next_mark)
             c0 = _cpu_self()
             t0 = time.perf_counter()
-        else:
-            with cur.copy(statement) as copy:
-                copy.set_types(types)
-                for batch in batches:
-                    rows = [to_row(ev) for ev in batch]
-                    c0 = _cpu_self()
-                    t0 = time.perf_counter()
-                    for row in rows:
-                        copy.write_row(row)
-                    in_call += time.perf_counter() - t0
-                    client_cpu += _cpu_self() - c0
-                    done += len(batch)
-                    _rss_marks(done, n, marks, next_mark)
-                c0 = _cpu_self()
-                t0 = time.perf_counter()
         conn.commit()
         t_end = time.perf_counter()
         client_cpu += _cpu_self() - c0

@@ -235,11 +235,9 @@ def preflight_check(
     team_id = None
     if team is not None:
         team_key = str(team)
-        team_id = (
-            ascii_int(team_key)
-            if ascii_int(team_key) in config.team_ids
-            else config.teams.get(team_key.lower())
-        )
+        team_id = ascii_int(team_key)
+        if team_id not in config.team_ids:
+            team_id = config.teams.get(team_key.lower())
         if team_id is None:
             team_error = {"team": ["No such team in this organisation."]}
     if team_error is None and token is not None and token.team_id:
@@ -411,13 +409,7 @@ def _spent_db(config: _OrgConfig, budgets: list, today: date) -> dict[int, Decim
         first[model] = min(first.get(model, start), start)
     for model, aggregates in queries.items():
         if aggregates:
-            qs = model.objects.for_org(org)
-            # the ledger is read by its (org, start_time) index (UsageRecordQuerySet.on_days)
-            qs = (
-                qs.on_days(first[model], stop)
-                if model is UsageRecord
-                else qs.filter(day__gte=first[model], day__lt=stop)
-            )
+            qs = model.objects.for_org(org).on_days(first[model], stop)
             for name, value in qs.aggregate(**aggregates).items():
                 out[int(name[1:])] = value or Decimal(0)
     return out

@@ -538,7 +538,7 @@ def rollups_rebuild(org_id: int, start: date, end: date) -> int:
     unpriced = Q(cost_basis=BASIS_UNPRICED)
     written = 0
     for model, key_fields in ROLLUPS:
-        model.objects.filter(org_id=org_id, day__gte=start, day__lt=end).delete()
+        model.objects.filter(org_id=org_id).on_days(start, end).delete()
         aggregated = (
             UsageRecord.objects.filter(org_id=org_id)
             .on_days(start, end)

@@ -56,21 +56,29 @@ _HOT_ORG = {"on_delete": models.CASCADE, "related_name": "+", "db_constraint": F
 _MAX_UTC_OFFSET = timedelta(hours=14)
 
 
-class UsageRecordQuerySet(OrgQuerySet):
-    def on_days(self, start: date | None = None, end: date | None = None):
-        """Records whose day is in [start, end) (either bound may be None).
+class DayQuerySet(OrgQuerySet):
+    """Rows with a `day` column (the ledger and its rollups)."""
 
-        The ledger keeps no (org, day) index (one index less to write per row on the ingest path): the day range is
-        also given as the start_time range it implies (widened by the largest UTC offset), which the (org,
-        start_time) index serves; the day conditions keep the result exact.
-        """
+    def on_days(self, start: date | None = None, end: date | None = None):
+        """Rows whose day is in [start, end) (either bound may be None)."""
         qs = self
         if start is not None:
-            qs = qs.filter(
-                day__gte=start, start_time__gte=datetime.combine(start, time(), UTC) - _MAX_UTC_OFFSET
-            )
+            qs = qs.filter(day__gte=start)
         if end is not None:
-            qs = qs.filter(day__lt=end, start_time__lt=datetime.combine(end, time(), UTC) + _MAX_UTC_OFFSET)
+            qs = qs.filter(day__lt=end)
+        return qs
+
+
+class UsageRecordQuerySet(DayQuerySet):
+    def on_days(self, start: date | None = None, end: date | None = None):
+        """The ledger keeps no (org, day) index (one index less to write per row on the ingest path): the day range
+        is also given as the start_time range it implies (widened by the largest UTC offset), which the (org,
+        start_time) index serves; the day conditions keep the result exact."""
+        qs = super().on_days(start, end)
+        if start is not None:
+            qs = qs.filter(start_time__gte=datetime.combine(start, time(), UTC) - _MAX_UTC_OFFSET)
+        if end is not None:
+            qs = qs.filter(start_time__lt=datetime.combine(end, time(), UTC) + _MAX_UTC_OFFSET)
         return qs
 
 
@@ -203,6 +211,8 @@ class DailyRollup(OrgOwnedModel, RollupSums):
     feature = models.CharField(max_length=128, default="")
     customer = models.CharField(max_length=128, default="")
 
+    objects = DayQuerySet.as_manager()
+
     class Meta:
         constraints = [
             models.UniqueConstraint(
@@ -227,6 +237,8 @@ class DailyModelRollup(OrgOwnedModel, RollupSums):
     day = models.DateField()
     provider = models.CharField(max_length=64)
     model = models.CharField(max_length=128)
+
+    objects = DayQuerySet.as_manager()
 
     class Meta:
         constraints = [

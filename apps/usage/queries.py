@@ -76,8 +76,8 @@ def parse_spend_query(org, params, *, allow_group_by: bool = True) -> SpendQuery
         for value in _list(params["team"]):
             if value.lower() in ("none", "unattributed"):
                 unattributed = True
-            elif ascii_int(value) in by_name.values():
-                teams.append(ascii_int(value))
+            elif (team_id := ascii_int(value)) in by_name.values():
+                teams.append(team_id)
             elif value.lower() in by_name:
                 teams.append(by_name[value.lower()])
             else:

@@ -51,7 +51,7 @@ class SpendQuery:
 
 
 def _filtered(qs, q: SpendQuery, *, rollup: bool):
-    qs = qs.filter(day__gte=q.start, day__lt=q.end) if rollup else qs.on_days(q.start, q.end)
+    qs = qs.on_days(q.start, q.end)
     team_field = "team_id"
     if q.teams or q.unattributed:
         cond = Q(**{f"{team_field}__in": q.teams}) if q.teams else Q(pk__in=[])

@@ -127,8 +127,8 @@ class _Teams:
     def resolve(self, value) -> int | None:
         if isinstance(value, int):
             return value if value in self.by_id else None
-        if ascii_int(value) in self.by_id:
-            return ascii_int(value)
+        if (team_id := ascii_int(value)) in self.by_id:
+            return team_id
         return self.by_name.get(value.strip().lower())
 
 
